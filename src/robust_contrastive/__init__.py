@@ -1,0 +1,30 @@
+"""robust-contrastive: adversarially robust image encoders without labels (RoCL, NeurIPS 2020).
+
+The public API, listed once in ``__all__``. Images are float tensors in [0, 1], (B, 3, H, W);
+normalisation, if any, lives inside the model.
+"""
+
+from .attacks import InstanceWiseAttack
+from .augment import SimCLRAugmentation
+from .data import ImageDataset, load_dataset, load_sample, train_val_split
+from .losses import nt_xent_loss
+from .models import ProjectionHead, RoCLEncoder
+from .training import RoCLTrainer, TrainConfig, TrainResult
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ImageDataset",
+    "InstanceWiseAttack",
+    "ProjectionHead",
+    "RoCLEncoder",
+    "RoCLTrainer",
+    "SimCLRAugmentation",
+    "TrainConfig",
+    "TrainResult",
+    "__version__",
+    "load_dataset",
+    "load_sample",
+    "nt_xent_loss",
+    "train_val_split",
+]

@@ -1,0 +1,115 @@
+"""The projected-gradient step shared by every attack of this library.
+
+Instance-wise and class-wise attacks differ only in the loss they ascend; the random start, the
+ascent step, the projection onto the eps-ball and the clamp to [0, 1] live here, once, so that a
+fix to any of them fixes every attack.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+Norm = Literal["linf", "l2"]
+NORMS: tuple[str, ...] = ("linf", "l2")
+_TINY = 1e-12
+
+
+def _per_image_norm(x: torch.Tensor) -> torch.Tensor:
+    """L2 norm of each image, shaped (B, 1, 1, 1) for broadcasting."""
+    norms: torch.Tensor = x.flatten(1).norm(dim=1).clamp_min(_TINY)  # (B,)
+    return norms.view(-1, *([1] * (x.dim() - 1)))  # (B,) -> (B, 1, 1, 1)
+
+
+def random_start(
+    images: torch.Tensor, eps: float, norm: str, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """A uniformly random point of the eps-ball around ``images``, clamped to [0, 1].
+
+    l-inf: every pixel offset uniform in [-eps, eps] (as in Madry et al. and RoCL).
+    l2: a uniformly random direction scaled to a radius uniform in [0, eps].
+
+    Args:
+        images: (B, C, H, W) float in [0, 1].
+
+    Returns:
+        (B, C, H, W) float in [0, 1], within eps of ``images``.
+    """
+    shape, device, dtype = images.shape, images.device, images.dtype
+    if norm == "linf":
+        delta = (torch.rand(shape, generator=generator, device=device, dtype=dtype) * 2 - 1) * eps
+    else:
+        direction = torch.randn(shape, generator=generator, device=device, dtype=dtype)
+        radius = torch.rand(shape[0], generator=generator, device=device, dtype=dtype) * eps
+        delta = direction / _per_image_norm(direction) * radius.view(-1, *([1] * (len(shape) - 1)))
+    return (images + delta).clamp(0.0, 1.0)
+
+
+def ascent_step(x_adv: torch.Tensor, grad: torch.Tensor, alpha: float, norm: str) -> torch.Tensor:
+    """One steepest-ascent step of size ``alpha`` for the given norm (sign of the gradient for
+    l-inf, eq. (1) and (4) of the paper; the l2-normalised gradient for l2)."""
+    if norm == "linf":
+        return x_adv + alpha * grad.sign()
+    return x_adv + alpha * grad / _per_image_norm(grad)
+
+
+def project(x_adv: torch.Tensor, images: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
+    """Project ``x_adv`` onto the eps-ball around ``images`` (Pi_B of eq. 1), then clamp to [0, 1].
+
+    Clamping after the projection never leaves the ball: the box [0, 1] contains ``images``, so
+    clamping only moves pixels towards them.
+    """
+    delta = x_adv - images
+    if norm == "linf":
+        delta = delta.clamp(-eps, eps)
+    else:
+        delta = delta * (eps / _per_image_norm(delta)).clamp(max=1.0)
+    return (images + delta).clamp(0.0, 1.0)
+
+
+def check_budget(eps: float, alpha: float, steps: int, norm: str) -> None:
+    """Validate an attack's hyperparameters, raising ``ValueError`` with the fix."""
+    if norm not in NORMS:
+        raise ValueError(f"unknown norm {norm!r}; choose one of {list(NORMS)}.")
+    if not eps >= 0:
+        raise ValueError(f"eps must be >= 0 (e.g. 8/255 for l-inf), got {eps}.")
+    if not alpha > 0:
+        raise ValueError(f"alpha (the step size) must be > 0 (e.g. 2/255), got {alpha}.")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps must be a non-negative integer, got {steps!r}.")
+
+
+def check_images(images: torch.Tensor, name: str = "images") -> None:
+    """Validate a batch of images: (B, 3, H, W) float, finite, in [0, 1].
+
+    This reads the tensor's min and max (one host synchronisation): public entry points call it,
+    hot loops inside the library do not.
+    """
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(images).__name__}.")
+    if images.dim() != 4 or images.shape[1] != 3:
+        raise ValueError(f"{name} must be (B, 3, H, W), got shape {tuple(images.shape)}.")
+    if not images.is_floating_point():
+        raise TypeError(
+            f"{name} must be float in [0, 1], got {images.dtype}: use images.float() / 255."
+        )
+    if images.shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch.")
+    if not bool(torch.isfinite(images).all()):
+        raise ValueError(f"{name} contains NaN or inf pixels.")
+    lo, hi = float(images.min()), float(images.max())
+    if lo < 0.0 or hi > 1.0:
+        raise ValueError(
+            f"{name} must be in [0, 1], got values in [{lo:.3g}, {hi:.3g}]: pass unnormalised "
+            "images (normalisation belongs inside the model: RoCLEncoder(mean=..., std=...))."
+        )
+
+
+def check_generator(generator: torch.Generator | None, device: torch.device) -> None:
+    """Raise if ``generator`` lives on another device than the data it must sample for."""
+    if generator is not None and generator.device.type != device.type:
+        raise ValueError(
+            f"the generator is on {generator.device} but the images are on {device}: create it "
+            f"with torch.Generator(device=images.device)."
+        )

@@ -1,0 +1,162 @@
+"""The instance-wise attack of RoCL (eq. 4): PGD on a label-free contrastive objective."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..losses import nt_xent_loss
+from ._steps import (
+    ascent_step,
+    check_budget,
+    check_generator,
+    check_images,
+    project,
+    random_start,
+)
+
+ATTACK_LOSSES: tuple[str, ...] = ("contrastive", "mse", "cosine", "l1")
+
+
+def _cosine_distance(z: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
+    """Mean of 1 - cos(z_i, p_i) over the batch."""
+    return (1 - F.cosine_similarity(z, positives, dim=1)).mean()
+
+
+class InstanceWiseAttack:
+    """Instance-wise PGD attack (eq. 4 of RoCL): needs no labels.
+
+    Each image t(x) is perturbed within the eps-ball to maximise the contrastive loss
+    L_con(t(x)^i, {t'(x)}, {t(x)_neg}) computed in the projector's latent space, so that the
+    model mistakes the perturbed image for another instance:
+
+        t(x)^{i+1} = Pi_{B(t(x), eps)}( t(x)^i + alpha * sign(grad L_con) )
+
+    ``positives`` is the other view t'(x); the negatives are the other images of the batch (both
+    the adversarial and the positive rows, as in the original implementation). The positives'
+    embeddings do not depend on the perturbation: they are computed once per call.
+
+    Args:
+        encoder: f_theta, (B, 3, H, W) in [0, 1] -> (B, F).
+        projector: g_pi, (B, F) -> (B, D).
+        eps: radius of the ball (8/255 in the paper, l-inf).
+        alpha: step size (0.007 in the paper's training attack).
+        steps: number of PGD steps (7 in the paper's training attack).
+        norm: ``"linf"`` or ``"l2"``.
+        random_start: start from a uniformly random point of the ball (as in the paper).
+        temperature: tau of the contrastive loss (0.5).
+        loss: the objective ascended: ``"contrastive"`` (the paper's), or the ablations of
+            Table 7: ``"mse"``, ``"l1"`` (Manhattan distance) and ``"cosine"`` (cosine distance
+            1 - cos, maximised) between z(t(x)^i) and z(t'(x)).
+
+    Call:
+        ``attack(images, positives, generator=None)``: images and positives (B, 3, H, W) float in
+        [0, 1] -> adversarial images (B, 3, H, W), detached, within eps of ``images`` and in
+        [0, 1]. Encoder and projector run in eval mode and get their previous modes back; their
+        parameters' ``.grad`` are left untouched (gradients come from ``torch.autograd.grad``).
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        projector: nn.Module,
+        eps: float = 8 / 255,
+        alpha: float = 0.007,
+        steps: int = 7,
+        norm: str = "linf",
+        random_start: bool = True,
+        temperature: float = 0.5,
+        loss: str = "contrastive",
+    ) -> None:
+        check_budget(eps, alpha, steps, norm)
+        if loss not in ATTACK_LOSSES:
+            raise ValueError(f"unknown attack loss {loss!r}; choose one of {list(ATTACK_LOSSES)}.")
+        if temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {temperature}.")
+        self.encoder = encoder
+        self.projector = projector
+        self.eps = float(eps)
+        self.alpha = float(alpha)
+        self.steps = steps
+        self.norm = norm
+        self.random_start = random_start
+        self.temperature = float(temperature)
+        self.loss = loss
+
+    def __repr__(self) -> str:
+        return (
+            f"InstanceWiseAttack(eps={self.eps:.5g}, alpha={self.alpha:.5g}, steps={self.steps}, "
+            f"norm={self.norm!r}, random_start={self.random_start}, loss={self.loss!r})"
+        )
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """z = g_pi(f_theta(images)): (B, 3, H, W) -> (B, D)."""
+        out: torch.Tensor = self.projector(self.encoder(images))
+        return out
+
+    def objective(self, adversarial: torch.Tensor, z_positives: torch.Tensor) -> torch.Tensor:
+        """The scalar loss the attack ascends, for images ``adversarial`` (B, 3, H, W) and the
+        positives' latents ``z_positives`` (B, D)."""
+        z = self.embed(adversarial)  # (B, D)
+        if self.loss == "contrastive":
+            return nt_xent_loss(z, z_positives, temperature=self.temperature)
+        if self.loss == "mse":
+            return F.mse_loss(z, z_positives)
+        if self.loss == "l1":
+            return F.l1_loss(z, z_positives)
+        return _cosine_distance(z, z_positives)
+
+    def __call__(
+        self,
+        images: torch.Tensor,
+        positives: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        check_images(images, "images")
+        check_images(positives, "positives")
+        if positives.shape != images.shape:
+            raise ValueError(
+                f"positives must have the images' shape {tuple(images.shape)}, got "
+                f"{tuple(positives.shape)}: pass the other augmented view t'(x) of each image."
+            )
+        if self.loss == "contrastive" and images.shape[0] < 2:
+            raise ValueError(
+                "the contrastive attack needs at least 2 images (the others are its negatives)."
+            )
+        check_generator(generator, images.device)
+        return self.perturb(images, positives, generator)
+
+    def perturb(
+        self,
+        images: torch.Tensor,
+        positives: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """The attack without input validation (no host synchronisation): for trusted callers
+        such as the trainer's hot loop. Same contract as ``__call__``."""
+        if self.eps == 0 or (self.steps == 0 and not self.random_start):
+            return images.detach().clone()
+        modes = (self.encoder.training, self.projector.training)
+        self.encoder.eval()
+        self.projector.eval()
+        try:
+            images = images.detach()
+            with torch.no_grad():
+                z_positives = self.embed(positives.detach())  # (B, D), fixed for every step
+            x_adv = (
+                random_start(images, self.eps, self.norm, generator)
+                if self.random_start
+                else images.clone()
+            )
+            with torch.enable_grad():
+                for _ in range(self.steps):
+                    x_adv.requires_grad_(True)
+                    loss = self.objective(x_adv, z_positives)
+                    (grad,) = torch.autograd.grad(loss, x_adv)
+                    x_adv = ascent_step(x_adv.detach(), grad, self.alpha, self.norm)
+                    x_adv = project(x_adv, images, self.eps, self.norm)
+            return x_adv.detach()
+        finally:
+            self.encoder.train(modes[0])
+            self.projector.train(modes[1])

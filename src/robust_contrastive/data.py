@@ -1,0 +1,617 @@
+"""In-memory labelled image data sets: loading, the bundled sample and stratified splits.
+
+Every loader returns an :class:`ImageDataset` that holds all images as one contiguous
+``(N, 3, H, W) uint8`` tensor (values in ``[0, 255]``, RGB) and the labels as an ``(N,) int64``
+tensor. Three sources are supported:
+
+* a torchvision ``ImageFolder`` directory (``root/<class>/<image>.{jpg,jpeg,png}``),
+  see :func:`load_image_folder`;
+* CIFAR-10 / CIFAR-100 through ``torchvision.datasets``, see :func:`load_cifar`;
+* the small CIFAR-10 sample shipped inside the package, see :func:`load_sample`.
+
+:func:`load_dataset` dispatches on a single string spec (``"sample"``, ``"cifar10"``,
+``"cifar100"`` or a folder path) and :func:`train_val_split` draws a seeded, stratified
+validation split from the labels.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torchvision.io import ImageReadMode, decode_image, decode_jpeg
+from torchvision.transforms.v2 import functional as tvf
+from tqdm.auto import tqdm
+
+__all__ = [
+    "SAMPLE_PATH",
+    "ImageDataset",
+    "load_cifar",
+    "load_dataset",
+    "load_image_folder",
+    "load_sample",
+    "train_val_split",
+]
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_PATH: Path = Path(__file__).resolve().parent / "assets" / "cifar10_sample.safetensors"
+"""The bundled CIFAR-10 sample (5000 JPEG images, 500 per class) inside the package."""
+
+_IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png"})
+_PROGRESS_THRESHOLD = 2000
+_MAX_CORRUPT_WARNINGS = 10
+_SAMPLE_FORMAT_VERSION = "1"
+_ACCEPTED_SPECS = "an ImageFolder path (root/<class>/<image>), 'cifar10', 'cifar100' or 'sample'"
+_CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
+_TORCHVISION_IO_DEPRECATION = "The image decoding and encoding capabilities of TorchVision"
+
+
+@contextlib.contextmanager
+def _quiet_torchvision_io() -> Iterator[None]:
+    """Silences torchvision's (>= 0.29) per-call deprecation warning of ``torchvision.io``.
+
+    torchvision warns on every decode call; for thousands of images that floods the log
+    without anything the caller could act on.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=_TORCHVISION_IO_DEPRECATION, category=DeprecationWarning
+        )
+        yield
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class ImageDataset:
+    """An in-memory labelled image set.
+
+    The fields are validated on construction; a non-contiguous ``images`` tensor is made
+    contiguous and ``classes`` is stored as a tuple.
+
+    Attributes:
+        images: (N, 3, H, W) uint8 RGB images with values in [0, 255], contiguous.
+        labels: (N,) int64 class indices in [0, len(classes)).
+        classes: Class names; ``classes[k]`` is the name of label ``k``.
+
+    Raises:
+        TypeError: If ``images`` or ``labels`` is not a ``torch.Tensor`` or a class name is
+            not a string.
+        ValueError: If a dtype, rank, channel count or length does not match, or a label is
+            out of range.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        """Validates the fields (see the class docstring)."""
+        images, labels = self.images, self.labels
+        if not isinstance(images, torch.Tensor):
+            raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
+        if not isinstance(labels, torch.Tensor):
+            raise TypeError(f"labels must be a torch.Tensor, got {type(labels).__name__}")
+        if images.dtype != torch.uint8:
+            raise ValueError(
+                f"images must be uint8 with values in [0, 255], got dtype {images.dtype}; "
+                "convert float images in [0, 1] with (images * 255).round().to(torch.uint8)"
+            )
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(
+                f"images must have shape (N, 3, H, W) (RGB, channels first), got "
+                f"{tuple(images.shape)}; permute channels-last arrays with "
+                "images.permute(0, 3, 1, 2) and expand grayscale with images.expand(-1, 3, -1, -1)"
+            )
+        if labels.dtype != torch.int64 or labels.ndim != 1:
+            raise ValueError(
+                f"labels must be a 1-D int64 tensor, got dtype {labels.dtype} and shape "
+                f"{tuple(labels.shape)}; convert with labels.reshape(-1).long()"
+            )
+        if images.shape[0] != labels.shape[0]:
+            raise ValueError(
+                f"images and labels must have the same length, got {images.shape[0]} images "
+                f"and {labels.shape[0]} labels"
+            )
+        classes = tuple(self.classes)
+        for name in classes:
+            if not isinstance(name, str):
+                raise TypeError(f"class names must be strings, got {type(name).__name__}")
+        if labels.numel() > 0:
+            low, high = int(labels.min()), int(labels.max())
+            if low < 0 or high >= len(classes):
+                raise ValueError(
+                    f"labels must lie in [0, {len(classes)}) for {len(classes)} classes, got "
+                    f"values in [{low}, {high}]; pass one class name per label value"
+                )
+        if not images.is_contiguous():
+            object.__setattr__(self, "images", images.contiguous())
+        object.__setattr__(self, "classes", classes)
+
+    def __len__(self) -> int:
+        """Returns the number of images N."""
+        return int(self.labels.shape[0])
+
+    def __repr__(self) -> str:
+        """Returns a short summary without the tensor contents."""
+        shape = tuple(self.images.shape[1:])
+        return f"ImageDataset(n={len(self)}, image_shape={shape}, classes={len(self.classes)})"
+
+    def subset(self, indices: torch.Tensor | Sequence[int]) -> ImageDataset:
+        """Returns the images and labels at ``indices`` (copied, in the given order).
+
+        Args:
+            indices: (K,) integer indices in [-N, N) (int64 tensor or sequence of ints), or an
+                (N,) bool mask.
+
+        Returns:
+            An ImageDataset of K images with the same ``classes``.
+
+        Raises:
+            TypeError: If ``indices`` is neither integer nor boolean.
+            ValueError: If ``indices`` is not 1-D or an index is out of range.
+        """
+        index = torch.as_tensor(indices)
+        if index.numel() == 0:
+            index = index.to(torch.int64)
+        if index.ndim != 1:
+            raise ValueError(f"indices must be 1-D, got shape {tuple(index.shape)}")
+        if index.dtype == torch.bool:
+            if index.shape[0] != len(self):
+                raise ValueError(
+                    f"a boolean mask must have one entry per image ({len(self)}), "
+                    f"got {index.shape[0]}"
+                )
+            index = index.nonzero().flatten()
+        elif index.dtype.is_floating_point or index.dtype.is_complex:
+            raise TypeError(f"indices must be integers or a bool mask, got dtype {index.dtype}")
+        index = index.to(device=self.labels.device, dtype=torch.int64)
+        n = len(self)
+        if index.numel() > 0 and (int(index.min()) < -n or int(index.max()) >= n):
+            raise ValueError(
+                f"indices must lie in [-{n}, {n}) for a data set of {n} images, got values in "
+                f"[{int(index.min())}, {int(index.max())}]"
+            )
+        return ImageDataset(
+            images=self.images[index].contiguous(),
+            labels=self.labels[index],
+            classes=self.classes,
+        )
+
+
+def _check_positive(name: str, value: int | None) -> None:
+    """Raises a ValueError unless ``value`` is None or a positive int."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
+
+
+def _resize(images: torch.Tensor, image_size: int) -> torch.Tensor:
+    """Resizes images to a square size with antialiased bilinear interpolation.
+
+    Args:
+        images: (..., 3, H, W) uint8 images.
+        image_size: Output side length S.
+
+    Returns:
+        (..., 3, S, S) uint8 images (the input itself when already S x S).
+    """
+    if images.shape[-2:] == (image_size, image_size):
+        return images
+    resized: torch.Tensor = tvf.resize(images, [image_size, image_size], antialias=True)
+    return resized.contiguous()
+
+
+def _list_class_files(root: Path, max_per_class: int | None) -> tuple[list[str], list[list[str]]]:
+    """Finds the class folders of an ImageFolder and their image files.
+
+    Args:
+        root: An existing directory.
+        max_per_class: Keep the first K files (sorted by relative path) of each class, or all
+            if None.
+
+    Returns:
+        The sorted class names and, per class, the image paths sorted by their path relative to
+        the class folder.
+
+    Raises:
+        ValueError: If there are no class folders or a class folder holds no image.
+    """
+    layout = "expected root/<class>/<image> with .jpg, .jpeg or .png images"
+    class_names = sorted(
+        entry.name
+        for entry in os.scandir(root)
+        if entry.is_dir() and not entry.name.startswith(".")
+    )
+    if not class_names:
+        raise ValueError(f"{root} contains no class folders; {layout} (one sub-folder per class)")
+    files_per_class: list[list[str]] = []
+    for name in class_names:
+        class_dir = os.path.join(root, name)
+        found: list[tuple[str, str]] = []
+        for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            relative = os.path.relpath(dirpath, class_dir)
+            prefix = "" if relative == "." else relative.replace(os.sep, "/") + "/"
+            for filename in filenames:
+                extension = os.path.splitext(filename)[1].lower()
+                if extension in _IMAGE_EXTENSIONS and not filename.startswith("."):
+                    found.append((prefix + filename, os.path.join(dirpath, filename)))
+        if not found:
+            raise ValueError(
+                f"class folder {class_dir} contains no images; {layout}: add images or "
+                "remove the folder"
+            )
+        found.sort()
+        files = [full for _, full in found]
+        files_per_class.append(files if max_per_class is None else files[:max_per_class])
+    return class_names, files_per_class
+
+
+def _read_image(file: str) -> torch.Tensor:
+    """Reads and decodes one image file as RGB.
+
+    Args:
+        file: Path of a JPEG or PNG file.
+
+    Returns:
+        (3, H, W) uint8 image in [0, 255].
+
+    Raises:
+        OSError: If the file cannot be read.
+        RuntimeError: If the bytes cannot be decoded.
+    """
+    with open(file, "rb") as handle:
+        data = bytearray(handle.read())
+    if not data:
+        raise RuntimeError("the file is empty")
+    image: torch.Tensor = decode_image(
+        torch.frombuffer(data, dtype=torch.uint8), mode=ImageReadMode.RGB
+    )
+    return image
+
+
+def load_image_folder(
+    root: str | os.PathLike[str],
+    *,
+    image_size: int | None = None,
+    max_per_class: int | None = None,
+) -> ImageDataset:
+    """Loads a torchvision ImageFolder directory into memory.
+
+    The layout is ``root/<class>/<image>`` (images may also sit in sub-folders of a class
+    folder). Classes are the sub-folders of ``root`` sorted alphabetically, so label ``k`` is
+    the ``k``-th name; for the CIFAR-10 JPEG folder this is the standard CIFAR-10 label order.
+    Files with the extensions ``.jpg``, ``.jpeg`` and ``.png`` (any case) are decoded as RGB
+    with ``torchvision.io``; other files and hidden entries are ignored. Undecodable files are
+    skipped with a warning.
+
+    Args:
+        root: The ImageFolder directory.
+        image_size: If given, every image is resized (antialiased bilinear) to
+            ``image_size x image_size``. If None, all images must already share one size.
+        max_per_class: If given, only the first K files (sorted by name) of each class are
+            loaded.
+
+    Returns:
+        An ImageDataset with images (N, 3, H, W) uint8 in [0, 255] and labels (N,) int64,
+        ordered by class, then by file name.
+
+    Raises:
+        FileNotFoundError: If ``root`` does not exist.
+        ValueError: If ``root`` is not a folder, has no class folders, a class folder holds no
+            image, every image is undecodable, the sizes differ and ``image_size`` is None, or
+            an argument is not a positive integer.
+    """
+    _check_positive("image_size", image_size)
+    _check_positive("max_per_class", max_per_class)
+    path = Path(root).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist; pass {_ACCEPTED_SPECS}")
+    if not path.is_dir():
+        raise ValueError(
+            f"{path} is a file, not a folder; pass an ImageFolder directory (root/<class>/<image>)"
+        )
+    classes, files_per_class = _list_class_files(path, max_per_class)
+    n_files = sum(len(files) for files in files_per_class)
+    logger.info("Loading %d images of %d classes from %s", n_files, len(classes), path)
+
+    images: list[torch.Tensor] = []
+    labels: list[int] = []
+    first_of_size: dict[tuple[int, int], str] = {}
+    corrupt: list[str] = []
+    progress = tqdm(
+        total=n_files,
+        desc=f"Loading {path.name}",
+        unit="img",
+        disable=None if n_files > _PROGRESS_THRESHOLD else True,
+    )
+    with progress, _quiet_torchvision_io():
+        for label, files in enumerate(files_per_class):
+            for file in files:
+                progress.update(1)
+                try:
+                    image = _read_image(file)
+                except (OSError, RuntimeError, ValueError) as error:
+                    if len(corrupt) < _MAX_CORRUPT_WARNINGS:
+                        logger.warning("Skipping undecodable image %s: %s", file, error)
+                    corrupt.append(file)
+                    continue
+                if image_size is not None:
+                    image = _resize(image, image_size)
+                else:
+                    first_of_size.setdefault((int(image.shape[1]), int(image.shape[2])), file)
+                images.append(image)
+                labels.append(label)
+
+    if corrupt:
+        logger.warning(
+            "Skipped %d of %d image files under %s that could not be decoded (first: %s)",
+            len(corrupt),
+            n_files,
+            path,
+            corrupt[0],
+        )
+    if not images:
+        raise ValueError(
+            f"none of the {n_files} image files under {path} could be decoded; pass a folder "
+            "of valid .jpg, .jpeg or .png images"
+        )
+    if len(first_of_size) > 1:
+        examples = ", ".join(
+            f"{h}x{w} ({file})" for (h, w), file in list(first_of_size.items())[:3]
+        )
+        raise ValueError(
+            f"images under {path} have {len(first_of_size)} different sizes (height x width), "
+            f"e.g. {examples}; pass image_size=... to resize them all to one square size"
+        )
+    return ImageDataset(
+        images=torch.stack(images),
+        labels=torch.tensor(labels, dtype=torch.int64),
+        classes=tuple(classes),
+    )
+
+
+def load_cifar(
+    name: Literal["cifar10", "cifar100"],
+    root: str | os.PathLike[str],
+    *,
+    train: bool = True,
+    download: bool = False,
+) -> ImageDataset:
+    """Loads CIFAR-10 or CIFAR-100 through ``torchvision.datasets``.
+
+    Args:
+        name: ``"cifar10"`` or ``"cifar100"``.
+        root: The folder that contains (or will receive) ``cifar-10-batches-py`` or
+            ``cifar-100-python``.
+        train: Load the training split (50000 images) if True, else the test split (10000).
+        download: Download the archive into ``root`` if the files are missing.
+
+    Returns:
+        An ImageDataset with images (N, 3, 32, 32) uint8 in [0, 255] and labels (N,) int64
+        in the torchvision class order.
+
+    Raises:
+        ValueError: If ``name`` is not ``"cifar10"`` or ``"cifar100"``.
+        FileNotFoundError: If the files are missing or corrupted and ``download`` is False.
+    """
+    from torchvision.datasets import CIFAR10, CIFAR100
+
+    if name not in _CIFAR_FOLDERS:
+        raise ValueError(f"name must be 'cifar10' or 'cifar100', got {name!r}")
+    folder = _CIFAR_FOLDERS[name]
+    path = Path(root).expanduser()
+    dataset_cls = CIFAR10 if name == "cifar10" else CIFAR100
+    try:
+        dataset = dataset_cls(root=str(path), train=train, download=download)
+    except RuntimeError as error:
+        if download:
+            raise
+        raise FileNotFoundError(
+            f"{name} files not found (or corrupted) in {path / folder}; pass download=True "
+            f"(CLI: --download) to fetch them, or a root that contains {folder}"
+        ) from error
+    images = torch.from_numpy(dataset.data).permute(0, 3, 1, 2).contiguous()
+    labels = torch.as_tensor(dataset.targets, dtype=torch.int64)
+    return ImageDataset(images=images, labels=labels, classes=tuple(dataset.classes))
+
+
+def load_sample() -> ImageDataset:
+    """Loads the CIFAR-10 sample bundled with the package.
+
+    The sample holds the first 500 files (by name) of each class of a JPEG re-encoding of the
+    CIFAR-10 training set, stored as the original JPEG bytes in ``SAMPLE_PATH`` (see
+    ``assets/README.md``); they are decoded here with ``torchvision.io.decode_jpeg``.
+
+    Returns:
+        An ImageDataset of 5000 images (5000, 3, 32, 32) uint8 in [0, 255], labels (5000,)
+        int64 with 500 per class, and the ten CIFAR-10 class names in label order.
+
+    Raises:
+        FileNotFoundError: If the asset is missing from the installation.
+        ValueError: If the asset has an unknown format version or inconsistent tensors.
+    """
+    from safetensors import safe_open
+
+    if not SAMPLE_PATH.is_file():
+        raise FileNotFoundError(
+            f"the bundled sample {SAMPLE_PATH} is missing; reinstall robust-contrastive or "
+            "rebuild it with tools/build_sample.py"
+        )
+    with safe_open(str(SAMPLE_PATH), framework="pt") as handle:
+        metadata: dict[str, str] = handle.metadata() or {}
+        jpeg_bytes: torch.Tensor = handle.get_tensor("jpeg_bytes")
+        offsets: torch.Tensor = handle.get_tensor("offsets")
+        labels: torch.Tensor = handle.get_tensor("labels")
+    version = metadata.get("format_version")
+    if version != _SAMPLE_FORMAT_VERSION:
+        raise ValueError(
+            f"{SAMPLE_PATH} has format_version {version!r}, expected "
+            f"{_SAMPLE_FORMAT_VERSION!r}; upgrade robust-contrastive or rebuild the sample"
+        )
+    if offsets.shape != (labels.shape[0] + 1,) or int(offsets[-1]) != jpeg_bytes.numel():
+        raise ValueError(f"{SAMPLE_PATH} is inconsistent (offsets/labels/bytes); rebuild it")
+    bounds = offsets.tolist()
+    chunks = [jpeg_bytes[start:end] for start, end in itertools.pairwise(bounds)]
+    with _quiet_torchvision_io():
+        decoded: list[torch.Tensor] = decode_jpeg(chunks, mode=ImageReadMode.RGB)
+    classes = tuple(metadata["classes"].split(","))
+    return ImageDataset(images=torch.stack(decoded), labels=labels.long(), classes=classes)
+
+
+def _limit_per_class(dataset: ImageDataset, max_per_class: int) -> ImageDataset:
+    """Keeps the first ``max_per_class`` images of each class (in data set order)."""
+    keep: list[torch.Tensor] = []
+    for label in range(len(dataset.classes)):
+        keep.append((dataset.labels == label).nonzero().flatten()[:max_per_class])
+    index, _ = torch.sort(torch.cat(keep))
+    return dataset.subset(index)
+
+
+def load_dataset(
+    spec: str | os.PathLike[str],
+    *,
+    root: str | os.PathLike[str] | None = None,
+    download: bool = False,
+    train: bool = True,
+    image_size: int | None = None,
+    max_per_class: int | None = None,
+) -> ImageDataset:
+    """Loads a data set named by a string spec.
+
+    Args:
+        spec: ``"sample"`` (the bundled CIFAR-10 sample, :func:`load_sample`), ``"cifar10"`` or
+            ``"cifar100"`` (:func:`load_cifar`), or the path of an ImageFolder directory
+            (:func:`load_image_folder`). Names are matched case-insensitively and take
+            precedence over folders of the same name.
+        root: Folder with the CIFAR files (required for ``"cifar10"``/``"cifar100"``; ignored
+            otherwise).
+        download: Download CIFAR if missing (CIFAR only).
+        train: Training split if True, else test split (CIFAR only; the sample and folders
+            have a single split).
+        image_size: If given, resize every image (antialiased) to ``image_size x image_size``.
+        max_per_class: If given, keep only the first K images of each class.
+
+    Returns:
+        An ImageDataset with images (N, 3, H, W) uint8 in [0, 255] and labels (N,) int64.
+
+    Raises:
+        ValueError: If a CIFAR spec is given without ``root`` or an argument is invalid.
+        FileNotFoundError: If ``spec`` is neither a known name nor an existing path, or the
+            CIFAR files are missing and ``download`` is False.
+    """
+    _check_positive("image_size", image_size)
+    _check_positive("max_per_class", max_per_class)
+    if isinstance(spec, str):
+        name = spec.strip().lower()
+        if name in ("sample", "cifar10", "cifar100"):
+            if name == "sample":
+                dataset = load_sample()
+            else:
+                if root is None:
+                    raise ValueError(
+                        f"{name!r} needs the folder that holds (or will receive) "
+                        f"{_CIFAR_FOLDERS[name]}: pass root=... (CLI: --data-root)"
+                    )
+                cifar_name: Literal["cifar10", "cifar100"] = (
+                    "cifar10" if name == "cifar10" else "cifar100"
+                )
+                dataset = load_cifar(cifar_name, root, train=train, download=download)
+            if max_per_class is not None:
+                dataset = _limit_per_class(dataset, max_per_class)
+            if image_size is not None:
+                dataset = ImageDataset(
+                    images=_resize(dataset.images, image_size),
+                    labels=dataset.labels,
+                    classes=dataset.classes,
+                )
+            return dataset
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(
+            f"unknown data set {os.fspath(spec)!r}: it is neither 'sample', 'cifar10' nor "
+            f"'cifar100' and no such path exists; pass {_ACCEPTED_SPECS}"
+        )
+    return load_image_folder(path, image_size=image_size, max_per_class=max_per_class)
+
+
+def train_val_split(
+    labels: torch.Tensor,
+    *,
+    val_per_class: int | None = None,
+    val_fraction: float | None = None,
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draws a seeded, stratified train/validation split.
+
+    Each class is shuffled with ``torch.Generator().manual_seed(seed)`` (classes in ascending
+    label order) and its first ``val_per_class`` (or ``round(val_fraction * count)``, clamped
+    to ``[1, count - 1]``) indices go to the validation set.
+
+    Args:
+        labels: (N,) integer class labels (any integer dtype, any values).
+        val_per_class: Validation images per class; must be smaller than every class count.
+        val_fraction: Fraction of each class, in (0, 1), used for validation.
+        seed: Seed of the generator; the same seed gives the same split.
+
+    Returns:
+        ``(train_indices, val_indices)``: sorted (N_train,) and (N_val,) int64 tensors that
+        are disjoint and together cover ``range(N)``.
+
+    Raises:
+        ValueError: If not exactly one of ``val_per_class`` / ``val_fraction`` is given, a value
+            is out of range, ``labels`` is not a non-empty 1-D integer tensor, or a class is too
+            small to split.
+    """
+    if not isinstance(labels, torch.Tensor):
+        raise ValueError(f"labels must be a torch.Tensor, got {type(labels).__name__}")
+    if labels.ndim != 1 or labels.numel() == 0:
+        raise ValueError(f"labels must be a non-empty 1-D tensor, got shape {tuple(labels.shape)}")
+    if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+        raise ValueError(f"labels must be integers, got dtype {labels.dtype}; use labels.long()")
+    if (val_per_class is None) == (val_fraction is None):
+        raise ValueError(
+            "pass exactly one of val_per_class (images per class) or val_fraction (in (0, 1))"
+        )
+    if val_per_class is not None:
+        _check_positive("val_per_class", val_per_class)
+    if val_fraction is not None and not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must lie in (0, 1), got {val_fraction!r}")
+
+    fraction = val_fraction if val_fraction is not None else 0.0
+    labels = labels.detach().cpu()
+    generator = torch.Generator().manual_seed(seed)
+    val_parts: list[torch.Tensor] = []
+    for value in torch.unique(labels).tolist():
+        members = (labels == value).nonzero().flatten()
+        count = int(members.numel())
+        if val_per_class is not None:
+            n_val = val_per_class
+            if n_val >= count:
+                raise ValueError(
+                    f"val_per_class={val_per_class} leaves no training images for class "
+                    f"{value}, which has {count}; pass val_per_class < {count}"
+                )
+        else:
+            if count < 2:
+                raise ValueError(
+                    f"class {value} has a single image and cannot be split; remove it or use "
+                    "more data"
+                )
+            n_val = min(max(round(fraction * count), 1), count - 1)
+        order = torch.randperm(count, generator=generator)
+        val_parts.append(members[order[:n_val]])
+    val_indices, _ = torch.sort(torch.cat(val_parts))
+    is_val = torch.zeros(labels.numel(), dtype=torch.bool)
+    is_val[val_indices] = True
+    train_indices = (~is_val).nonzero().flatten()
+    return train_indices.to(torch.int64), val_indices.to(torch.int64)

@@ -1,0 +1,70 @@
+"""Atomic training checkpoints: a crash while writing never replaces the last good one."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT_VERSION = 1
+LAST_CHECKPOINT = "last.pt"
+
+
+def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Write ``state`` to ``path`` atomically.
+
+    The data goes to a temporary file in the same folder, is flushed and fsync'ed, and only then
+    renamed over ``path`` (``os.replace`` is atomic on POSIX and Windows): a process killed at
+    any moment leaves either the previous checkpoint or the new one, never a torn file.
+
+    Raises:
+        OSError: the folder is not writable or the disk is full; the previous checkpoint is left
+            untouched and the temporary file removed.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format_version": CHECKPOINT_FORMAT_VERSION, **state}
+    fd, tmp_name = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, target)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    _fsync_directory(target.parent)
+    return target
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load a checkpoint written by :func:`save_checkpoint` with ``weights_only=True`` (no code
+    execution), checking its format version."""
+    state: dict[str, Any] = torch.load(Path(path), map_location="cpu", weights_only=True)
+    version = state.get("format_version")
+    if version != CHECKPOINT_FORMAT_VERSION:
+        raise ValueError(
+            f"{path} has checkpoint format {version!r}; this version of robust-contrastive reads "
+            f"format {CHECKPOINT_FORMAT_VERSION}."
+        )
+    return state
+
+
+def _fsync_directory(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # not supported on this platform (e.g. Windows)
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        logger.debug("could not fsync %s", folder)
+    finally:
+        os.close(fd)

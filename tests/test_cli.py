@@ -1,0 +1,149 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torchvision.io import write_png
+
+from robust_contrastive import RoCLEncoder
+from robust_contrastive.cli import main
+from robust_contrastive.models import ProjectionHead
+
+TINY_FLAGS = [
+    "--width",
+    "4",
+    "--projection-hidden-dim",
+    "16",
+    "--projection-dim",
+    "8",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "8",
+    "--image-size",
+    "16",
+    "--attack-steps",
+    "1",
+    "--no-progress",
+    "--device",
+    "cpu",
+]
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Path:
+    """An ImageFolder of 2 classes x 6 random 16x16 PNGs."""
+    root = tmp_path / "images"
+    g = torch.Generator().manual_seed(0)
+    for name in ("cat", "dog"):
+        (root / name).mkdir(parents=True)
+        for i in range(6):
+            image = torch.randint(0, 256, (3, 16, 16), dtype=torch.uint8, generator=g)
+            write_png(image, str(root / name / f"{i}.png"))
+    return root
+
+
+def test_train_on_an_image_folder(
+    tmp_path: Path, image_folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    code = main(
+        [
+            "train",
+            "--data",
+            str(image_folder),
+            "--out",
+            str(out),
+            "--eps",
+            "8/255",
+            "--checkpoint-every",
+            "1",
+            *TINY_FLAGS,
+        ]
+    )
+    assert code == 0
+    encoder = RoCLEncoder.from_pretrained(out)
+    assert encoder.config.width == 4
+    ProjectionHead.from_pretrained(out / "projector")
+    config = json.loads((out / "train_config.json").read_text())
+    assert config["eps"] == pytest.approx(8 / 255)
+    assert config["adversarial"] is True
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
+    assert (out / "checkpoints" / "last.pt").is_file()
+    assert "RoCLEncoder.from_pretrained" in capsys.readouterr().out
+
+
+def test_simclr_resume_and_validation_split(tmp_path: Path, image_folder: Path) -> None:
+    out = tmp_path / "simclr"
+    args = [
+        "train",
+        "--data",
+        str(image_folder),
+        "--out",
+        str(out),
+        "--simclr",
+        "--val-per-class",
+        "2",
+        *TINY_FLAGS,
+    ]
+    assert main(args) == 0
+    assert json.loads((out / "train_config.json").read_text())["adversarial"] is False
+    split = json.loads((out / "split.json").read_text())
+    assert len(split["val"]) == 4
+    assert len(split["train"]) == 8
+    assert not set(split["val"]) & set(split["train"])
+    # Resuming a finished run trains nothing more and keeps the history.
+    assert main([*args, "--resume"]) == 0
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_quickstart_on_the_bundled_sample(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "quick"
+    code = main(["quickstart", "--out", str(out), "--max-per-class", "2", *TINY_FLAGS])
+    assert code == 0
+    assert RoCLEncoder.from_pretrained(out).config.width == 4
+    printed = capsys.readouterr().out
+    assert "Trained a RoCL encoder" in printed
+    assert "from_pretrained" in printed
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "--data", "/no/such/folder", "--out", "x"], "no such path exists"),
+        (["train", "--data", "cifar10", "--out", "x"], "root"),
+        (["train", "--data", "sample", "--out", "x", "--arch", "resnet9"], "unknown arch"),
+        (["train", "--data", "sample", "--out", "x", "--eps", "-1"], "eps"),
+    ],
+)
+def test_errors_are_clear(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_empty_folder_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "empty" / "cat").mkdir(parents=True)
+    with pytest.raises(SystemExit):
+        main(["train", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "o")])
+    assert "error" in capsys.readouterr().err
+
+
+def test_module_entry_point_help() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "robust_contrastive", "train", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    for flag in ("--data", "--out", "--simclr", "--resume", "--checkpoint-every", "--eps"):
+        assert flag in result.stdout
