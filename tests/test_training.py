@@ -265,6 +265,7 @@ def test_nan_loss_stops_without_saving(
         (torch.full((20, 3, 16, 16), 2.0), ValueError, r"\[0, 1\]"),
         (torch.zeros(4, 3, 16, 16, dtype=torch.uint8), ValueError, "fewer than batch_size"),
         ([1, 2, 3], TypeError, "ImageDataset"),
+        (torch.zeros(1, 3, 16, 16, dtype=torch.uint8), ValueError, "fewer than batch_size"),
     ],
 )
 def test_bad_data(bad: Any, error: type[Exception], message: str) -> None:
@@ -338,3 +339,39 @@ def test_kill_during_checkpoint_write_keeps_the_last_good_one(tmp_path: Path) ->
     state = load_checkpoint(path)
     assert state["epoch"] == 1
     assert torch.equal(state["w"], torch.ones(4))
+
+
+@pytest.mark.parametrize(
+    "changes", [{"precision": "bf16"}, {"channels_last": True}, {"grad_clip": 1.0}]
+)
+def test_performance_options_train(data: torch.Tensor, changes: dict[str, Any]) -> None:
+    # Width 8: torch 2.14.1's CPU convolution backward crashes (double free) on channels_last
+    # tensors with 4 channels, a bug of torch, not of this library; 8 and more work.
+    reference = RoCLTrainer(replace(TINY, epochs=1, width=8))
+    variant = RoCLTrainer(replace(TINY, epochs=1, width=8, **changes))
+    loss_ref, _ = reference.compute_loss(data[:8])
+    loss_var, _ = variant.compute_loss(data[:8])
+    tolerance = 0.05 if changes.get("precision") == "bf16" else 1e-4
+    assert loss_var.item() == pytest.approx(loss_ref.item(), rel=tolerance)
+    result = variant.fit(data)
+    assert math.isfinite(result.history[0]["loss"])
+
+
+def test_without_drop_last_the_smaller_last_batch_is_trained(data: torch.Tensor) -> None:
+    trainer = RoCLTrainer(replace(TINY, epochs=1, drop_last=False))
+    seen: list[int] = []
+    original = trainer.compute_loss
+
+    def recording(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        seen.append(batch.shape[0])
+        return original(batch)
+
+    trainer.compute_loss = recording  # type: ignore[method-assign]
+    trainer.fit(data)  # 20 images, batch 8
+    assert seen == [8, 8, 4]
+    seen.clear()
+    trainer = RoCLTrainer(replace(TINY, epochs=1, drop_last=False))
+    original = trainer.compute_loss
+    trainer.compute_loss = recording  # type: ignore[method-assign]
+    trainer.fit(data[:17])  # a last batch of one image has no negatives: skipped
+    assert seen == [8, 8]

@@ -91,7 +91,9 @@ class SimCLRAugmentation:
             input size.
         scale: range of the crop's area as a fraction of the image (torchvision's default).
         ratio: range of the crop's aspect ratio.
-        brightness, contrast, saturation: jitter strengths s, factors uniform in [1-s, 1+s].
+        brightness: jitter strength s, factor uniform in [1 - s, 1 + s] (0.4).
+        contrast: jitter strength s, factor uniform in [1 - s, 1 + s] (0.4).
+        saturation: jitter strength s, factor uniform in [1 - s, 1 + s] (0.4).
         hue: hue shift uniform in [-hue, hue] (at most 0.5).
         jitter_p: probability of applying colour jitter (0.8).
         grayscale_p: probability of converting to grayscale (0.2).

@@ -185,7 +185,13 @@ class RoCLTrainer:
         cfg = self.config
         images = self._prepare_data(data)
         num_images = images.shape[0]
-        steps = num_images // cfg.batch_size if cfg.drop_last else -(-num_images // cfg.batch_size)
+        steps = num_images // cfg.batch_size
+        if not cfg.drop_last and num_images % cfg.batch_size > 1:
+            steps += 1  # a last, smaller batch (a single image has no negatives: dropped)
+        if steps == 0:
+            raise ValueError(
+                f"{num_images} image(s) make no batch of at least 2 images: use more images."
+            )
         if resume:
             self._resume()
         self._write_config()
