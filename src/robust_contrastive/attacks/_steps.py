@@ -11,14 +11,15 @@ from typing import Literal
 
 import torch
 
-Norm = Literal["linf", "l2"]
-NORMS: tuple[str, ...] = ("linf", "l2")
+Norm = Literal["linf", "l2", "l1"]
+NORMS: tuple[str, ...] = ("linf", "l2", "l1")
 _TINY = 1e-12
+L1_SPARSITY = 0.99  # the l1 step moves the top 1 % of gradient coordinates (SLIDE's default)
 
 
-def _per_image_norm(x: torch.Tensor) -> torch.Tensor:
-    """L2 norm of each image, shaped (B, 1, 1, 1) for broadcasting."""
-    norms: torch.Tensor = x.flatten(1).norm(dim=1).clamp_min(_TINY)  # (B,)
+def _per_image_norm(x: torch.Tensor, p: int = 2) -> torch.Tensor:
+    """The l_p norm of each image, shaped (B, 1, 1, 1) for broadcasting."""
+    norms: torch.Tensor = x.flatten(1).norm(p=p, dim=1).clamp_min(_TINY)  # (B,)
     return norms.view(-1, *([1] * (x.dim() - 1)))  # (B,) -> (B, 1, 1, 1)
 
 
@@ -28,7 +29,7 @@ def random_start(
     """A uniformly random point of the eps-ball around ``images``, clamped to [0, 1].
 
     l-inf: every pixel offset uniform in [-eps, eps] (as in Madry et al. and RoCL).
-    l2: a uniformly random direction scaled to a radius uniform in [0, eps].
+    l2 / l1: a random direction (Gaussian / Laplace) scaled to a radius uniform in [0, eps].
 
     Args:
         images: (B, C, H, W) float in [0, 1].
@@ -41,17 +42,35 @@ def random_start(
         delta = (torch.rand(shape, generator=generator, device=device, dtype=dtype) * 2 - 1) * eps
     else:
         direction = torch.randn(shape, generator=generator, device=device, dtype=dtype)
+        if norm == "l1":  # Laplace directions, normalised in l1
+            direction = direction.sign() * -torch.log1p(
+                -torch.rand(shape, generator=generator, device=device, dtype=dtype)
+            )
         radius = torch.rand(shape[0], generator=generator, device=device, dtype=dtype) * eps
-        delta = direction / _per_image_norm(direction) * radius.view(-1, *([1] * (len(shape) - 1)))
+        unit = direction / _per_image_norm(direction, 1 if norm == "l1" else 2)
+        delta = unit * radius.view(-1, *([1] * (len(shape) - 1)))  # (B,) -> (B, 1, 1, 1)
     return (images + delta).clamp(0.0, 1.0)
 
 
 def ascent_step(x_adv: torch.Tensor, grad: torch.Tensor, alpha: float, norm: str) -> torch.Tensor:
-    """One steepest-ascent step of size ``alpha`` for the given norm (sign of the gradient for
-    l-inf, eq. (1) and (4) of the paper; the l2-normalised gradient for l2)."""
+    """One steepest-ascent step of size ``alpha`` for the given norm.
+
+    l-inf: the sign of the gradient (eq. 1 and 4 of the paper). l2: the l2-normalised gradient.
+    l1: sparse l1 descent (SLIDE, Tramer & Boneh 2019): the signs of the largest 1 % of the
+    gradient's coordinates, normalised to unit l1 norm, ignoring coordinates that the [0, 1]
+    box would clip anyway.
+    """
     if norm == "linf":
         return x_adv + alpha * grad.sign()
-    return x_adv + alpha * grad / _per_image_norm(grad)
+    if norm == "l2":
+        return x_adv + alpha * grad / _per_image_norm(grad)
+    blocked = ((x_adv >= 1) & (grad > 0)) | ((x_adv <= 0) & (grad < 0))
+    grad = grad.masked_fill(blocked, 0.0)
+    flat = grad.abs().flatten(1)  # (B, D)
+    k = max(1, int(round(flat.shape[1] * (1 - L1_SPARSITY))))
+    threshold = flat.topk(k, dim=1).values[:, -1:]  # (B, 1), the k-th largest magnitude
+    direction = (grad.sign() * (flat >= threshold).view_as(grad)).masked_fill(blocked, 0.0)
+    return x_adv + alpha * direction / _per_image_norm(direction, 1)
 
 
 def project(x_adv: torch.Tensor, images: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
@@ -63,9 +82,28 @@ def project(x_adv: torch.Tensor, images: torch.Tensor, eps: float, norm: str) ->
     delta = x_adv - images
     if norm == "linf":
         delta = delta.clamp(-eps, eps)
-    else:
+    elif norm == "l2":
         delta = delta * (eps / _per_image_norm(delta)).clamp(max=1.0)
+    else:
+        delta = _project_l1(delta, eps)
     return (images + delta).clamp(0.0, 1.0)
+
+
+def _project_l1(delta: torch.Tensor, eps: float) -> torch.Tensor:
+    """Euclidean projection of every image's ``delta`` onto the l1 ball of radius ``eps``
+    (Duchi et al. 2008, the sorting algorithm, batched)."""
+    if eps == 0:
+        return torch.zeros_like(delta)
+    flat = delta.flatten(1)  # (B, D)
+    magnitude = flat.abs()
+    inside = magnitude.sum(dim=1, keepdim=True) <= eps  # (B, 1)
+    mu = magnitude.sort(dim=1, descending=True).values  # (B, D)
+    cumulative = mu.cumsum(dim=1)
+    ranks = torch.arange(1, flat.shape[1] + 1, device=delta.device, dtype=delta.dtype)
+    rho = (mu * ranks > cumulative - eps).sum(dim=1, keepdim=True).clamp(min=1)  # (B, 1)
+    theta = (cumulative.gather(1, rho - 1) - eps) / rho.to(delta.dtype)  # (B, 1)
+    projected = flat.sign() * (magnitude - theta).clamp(min=0)
+    return torch.where(inside, flat, projected).view_as(delta)  # (B, D) -> (B, C, H, W)
 
 
 def check_budget(eps: float, alpha: float, steps: int, norm: str) -> None:

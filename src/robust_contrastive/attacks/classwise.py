@@ -1,0 +1,246 @@
+"""Class-wise attacks on classifiers (logits from images): PGD, EOT-PGD and AutoAttack.
+
+They share the projected step of :mod:`robust_contrastive.attacks._steps` with the
+instance-wise attack; only the loss differs (cross-entropy on the labels here).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._steps import (
+    ascent_step,
+    check_budget,
+    check_generator,
+    check_images,
+    project,
+    random_start,
+)
+
+
+def _check_labels(labels: torch.Tensor, images: torch.Tensor) -> None:
+    if not isinstance(labels, torch.Tensor) or labels.dtype not in (torch.int64, torch.int32):
+        raise TypeError("labels must be an integer tensor of class indices, shape (B,).")
+    if labels.shape != (images.shape[0],):
+        raise ValueError(
+            f"labels must have shape ({images.shape[0]},) to match the images, got "
+            f"{tuple(labels.shape)}."
+        )
+    if labels.numel() and int(labels.min()) < 0:
+        raise ValueError("labels must be class indices >= 0.")
+
+
+class PGD:
+    """Projected gradient descent (Madry et al. 2018) maximising the cross-entropy, eq. (1).
+
+    Args:
+        model: a classifier, (B, 3, H, W) float in [0, 1] -> (B, num_classes) logits.
+        eps: radius of the ball (8/255 l-inf; 0.25 / 0.5 l2; 7.84 / 12 l1 in the paper).
+        alpha: step size. Today's l-inf convention is 2/255 for eps 8/255 (the original RoCL
+            evaluation used eps/10, a weaker attack: see the evaluation guide).
+        steps: number of steps (20 for the headline evaluation).
+        norm: ``"linf"``, ``"l2"`` or ``"l1"`` (sparse l1 steps, SLIDE).
+        random_start: start from a random point of the ball.
+
+    Call:
+        ``attack(images, labels, generator=None)``: images (B, 3, H, W) float in [0, 1], labels
+        (B,) int64 -> adversarial images (B, 3, H, W), detached, in the ball and in [0, 1]. The
+        model runs in eval mode and gets its previous mode back; parameters' ``.grad`` are left
+        untouched. For every image the first iterate that fools the model is returned (else the
+        last iterate), so that with a fixed seed more steps never raise the robust accuracy.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        eps: float = 8 / 255,
+        alpha: float = 2 / 255,
+        steps: int = 20,
+        norm: str = "linf",
+        random_start: bool = True,
+    ) -> None:
+        check_budget(eps, alpha, steps, norm)
+        self.model = model
+        self.eps = float(eps)
+        self.alpha = float(alpha)
+        self.steps = steps
+        self.norm = norm
+        self.random_start = random_start
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(eps={self.eps:.5g}, alpha={self.alpha:.5g}, "
+            f"steps={self.steps}, norm={self.norm!r}, random_start={self.random_start})"
+        )
+
+    def loss_gradient(
+        self, x_adv: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gradient of the summed cross-entropy with respect to ``x_adv`` (B, 3, H, W), and the
+        logits (B, num_classes) it was computed from (detached)."""
+        x_adv = x_adv.detach().requires_grad_(True)
+        logits = self.model(x_adv)
+        loss = F.cross_entropy(logits, labels, reduction="sum")
+        (grad,) = torch.autograd.grad(loss, x_adv)
+        return grad, logits.detach()
+
+    def predict(self, x_adv: torch.Tensor) -> torch.Tensor:
+        """Logits used to decide whether an iterate already fools the model: (B, num_classes)."""
+        with torch.no_grad():
+            logits: torch.Tensor = self.model(x_adv)
+        return logits
+
+    def __call__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        check_images(images, "images")
+        _check_labels(labels, images)
+        check_generator(generator, images.device)
+        return self.perturb(images, labels, generator)
+
+    def perturb(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """The attack without input validation (no host synchronisation), for trusted callers."""
+        if self.eps == 0 or (self.steps == 0 and not self.random_start):
+            return images.detach().clone()
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            images = images.detach()
+            x_adv = (
+                random_start(images, self.eps, self.norm, generator)
+                if self.random_start
+                else images.clone()
+            )
+            # Per image, the first iterate that fools the model is kept: more steps (same seed,
+            # so the same trajectory, extended) can then never raise the robust accuracy.
+            best = x_adv.clone()
+            fooled = torch.zeros(images.shape[0], dtype=torch.bool, device=images.device)
+            view = (-1, *([1] * (images.dim() - 1)))
+            with torch.enable_grad():
+                for _ in range(self.steps):
+                    grad, logits = self.loss_gradient(x_adv, labels)
+                    newly = (logits.argmax(dim=1) != labels) & ~fooled
+                    best = torch.where(newly.view(view), x_adv, best)
+                    fooled |= newly
+                    x_adv = project(
+                        ascent_step(x_adv, grad, self.alpha, self.norm), images, self.eps, self.norm
+                    )
+            newly = (self.predict(x_adv).argmax(dim=1) != labels) & ~fooled
+            fooled |= newly
+            # Unfooled images end at the last iterate (the strongest point of the ascent).
+            return torch.where(fooled.view(view), torch.where(newly.view(view), x_adv, best), x_adv)
+        finally:
+            self.model.train(was_training)
+
+
+class EOTPGD(PGD):
+    """PGD with Expectation over Transformation (Athalye et al. 2018) for randomised models.
+
+    Each step averages the gradient over ``eot_samples`` forward passes, each drawing fresh
+    randomness inside the model (for example the random transformations of a
+    :class:`~robust_contrastive.TransformationSmoothedClassifier`). Attacking a randomised model
+    with plain PGD overestimates its robustness: use this (or AutoAttack ``version="rand"``).
+
+    Args:
+        model: a classifier with random inference.
+        eot_samples: gradient samples per step (the paper's EoT attack: see its Table 3).
+        (other arguments as :class:`PGD`)
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        eps: float = 8 / 255,
+        alpha: float = 2 / 255,
+        steps: int = 20,
+        norm: str = "linf",
+        random_start: bool = True,
+        eot_samples: int = 10,
+    ) -> None:
+        super().__init__(model, eps, alpha, steps, norm, random_start)
+        if isinstance(eot_samples, bool) or not isinstance(eot_samples, int) or eot_samples < 1:
+            raise ValueError(f"eot_samples must be a positive integer, got {eot_samples!r}.")
+        self.eot_samples = eot_samples
+
+    def loss_gradient(
+        self, x_adv: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        grad_sum, logit_sum = super().loss_gradient(x_adv, labels)
+        for _ in range(self.eot_samples - 1):
+            grad, logits = super().loss_gradient(x_adv, labels)
+            grad_sum += grad
+            logit_sum += logits
+        return grad_sum / self.eot_samples, logit_sum / self.eot_samples
+
+    def predict(self, x_adv: torch.Tensor) -> torch.Tensor:
+        """Logits averaged over ``eot_samples`` draws of the model's randomness."""
+        with torch.no_grad():
+            total: torch.Tensor = self.model(x_adv)
+            for _ in range(self.eot_samples - 1):
+                total = total + self.model(x_adv)
+        return total / self.eot_samples
+
+
+def autoattack(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    eps: float = 8 / 255,
+    norm: str = "linf",
+    version: str = "standard",
+    num_classes: int = 10,
+    seed: int = 0,
+) -> torch.Tensor:
+    """AutoAttack (Croce & Hein 2020) through torchattacks: adversarial images for ``images``.
+
+    ``version="standard"`` (APGD-CE, APGD-T, FAB-T, Square) is the reference evaluation;
+    ``version="rand"`` (APGD-CE and APGD-DLR with EOT) is for randomised models. The model is
+    put in eval mode and its mode restored.
+
+    Raises:
+        ImportError: torchattacks is missing: ``pip install "robust-contrastive[eval]"``.
+    """
+    try:
+        torchattacks: Any = importlib.import_module("torchattacks")
+    except ImportError as err:
+        raise ImportError(
+            'AutoAttack needs torchattacks: pip install "robust-contrastive[eval]"'
+            " (torchattacks 3.5.1 pins requests~=2.25.1; to keep a newer requests use"
+            " pip install --no-deps torchattacks scipy)"
+        ) from err
+    if norm not in ("linf", "l2"):
+        raise ValueError(f"AutoAttack supports norm 'linf' or 'l2', got {norm!r}.")
+    if version not in ("standard", "rand"):
+        raise ValueError(f"version must be 'standard' or 'rand', got {version!r}.")
+    check_images(images, "images")
+    _check_labels(labels, images)
+    was_training = model.training
+    model.eval()
+    try:
+        attack = torchattacks.AutoAttack(
+            model,
+            norm="Linf" if norm == "linf" else "L2",
+            eps=eps,
+            version=version,
+            n_classes=num_classes,
+            seed=seed,
+        )
+        # torchattacks' FAB fails on channels_last memory: give it contiguous images.
+        adversarial: torch.Tensor = attack(images.contiguous(), labels)
+        return adversarial.detach()
+    finally:
+        model.train(was_training)

@@ -1,0 +1,1 @@
+"""Evaluation: linear probes, fine-tuning, smoothed inference and robustness reports."""
