@@ -154,7 +154,7 @@ def test_autoattack_on_channels_last_images(
     classifier: nn.Module, test_data: tuple[torch.Tensor, torch.Tensor]
 ) -> None:
     pytest.importorskip("torchattacks")
-    images, labels = test_data[0][:12], test_data[1][:12]
+    images, labels = test_data[0][:6], test_data[1][:6]
     # torch.from_numpy(hwc).permute(0, 3, 1, 2) gives channels_last memory, a FAB pitfall.
     images = images.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
     adv = autoattack(classifier, images, labels, eps=8 / 255, num_classes=NUM_CLASSES)

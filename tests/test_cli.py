@@ -105,12 +105,144 @@ def test_quickstart_on_the_bundled_sample(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "quick"
-    code = main(["quickstart", "--out", str(out), "--max-per-class", "2", *TINY_FLAGS])
+    code = main(
+        [
+            "quickstart",
+            "--out",
+            str(out),
+            "--max-per-class",
+            "2",
+            "--held-out-per-class",
+            "2",
+            "--probe-epochs",
+            "2",
+            *TINY_FLAGS,
+        ]
+    )
     assert code == 0
-    assert RoCLEncoder.from_pretrained(out).config.width == 4
+    for method in ("simclr", "rocl"):
+        assert RoCLEncoder.from_pretrained(out / method).config.width == 4
+        report = json.loads((out / method / "report.json").read_text())
+        assert report["n_images"] == 20
+        assert [r["name"] for r in report["results"]] == ["linf-8/255"]
+    split = json.loads((out / "split.json").read_text())
+    assert not set(split["val"]) & set(split["train"])
+    summary = json.loads((out / "quickstart.json").read_text())
+    assert [row["method"] for row in summary["rows"]] == ["SimCLR", "RoCL"]
     printed = capsys.readouterr().out
-    assert "Trained a RoCL encoder" in printed
-    assert "from_pretrained" in printed
+    assert "| RoCL |" in printed
+    assert "| SimCLR |" in printed
+
+
+def test_train_probe_evaluate(tmp_path: Path, image_folder: Path) -> None:
+    run = tmp_path / "run"
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(image_folder),
+                "--out",
+                str(run),
+                "--val-per-class",
+                "2",
+                *TINY_FLAGS,
+            ]
+        )
+        == 0
+    )
+    probe_dir = tmp_path / "probe"
+    assert (
+        main(
+            [
+                "probe",
+                "--encoder",
+                str(run),
+                "--data",
+                str(image_folder),
+                "--split",
+                str(run / "split.json"),
+                "--out",
+                str(probe_dir),
+                "--epochs",
+                "2",
+                "--batch-size",
+                "4",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    report_path = tmp_path / "report.json"
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(probe_dir),
+                "--data",
+                str(image_folder),
+                "--split",
+                str(run / "split.json"),
+                "--out",
+                str(report_path),
+                "--threats",
+                "linf-8/255",
+                "l2-0.5",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    report = json.loads(report_path.read_text())
+    assert report["n_images"] == 4  # the held-out images of the training run only
+    assert [r["name"] for r in report["results"]] == ["linf-8/255", "l2-0.5"]
+    assert report_path.with_suffix(".md").is_file()
+    smoothed = tmp_path / "smoothed.json"
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(probe_dir),
+                "--data",
+                str(image_folder),
+                "--split",
+                str(run / "split.json"),
+                "--out",
+                str(smoothed),
+                "--threats",
+                "linf-8/255",
+                "--smoothed",
+                "2",
+                "--eot-samples",
+                "2",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    result = json.loads(smoothed.read_text())["results"][0]
+    assert result["attack"] == "eot-pgd"
+
+
+def test_evaluate_refuses_an_encoder(
+    tmp_path: Path, image_folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    RoCLEncoder(width=4).save_pretrained(tmp_path / "enc")
+    with pytest.raises(SystemExit):
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(tmp_path / "enc"),
+                "--data",
+                str(image_folder),
+                "--out",
+                str(tmp_path / "r.json"),
+            ]
+        )
+    assert "not a classifier" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -4,9 +4,20 @@ The public API, listed once in ``__all__``. Images are float tensors in [0, 1], 
 normalisation, if any, lives inside the model.
 """
 
-from .attacks import InstanceWiseAttack
+from .attacks import EOTPGD, PGD, InstanceWiseAttack, autoattack
 from .augment import SimCLRAugmentation
 from .data import ImageDataset, load_dataset, load_sample, train_val_split
+from .evaluation import (
+    FinetuneConfig,
+    RobustClassifier,
+    RobustLinearProbe,
+    RobustnessReport,
+    Threat,
+    TransformationSmoothedClassifier,
+    evaluate_robustness,
+    finetune,
+    transfer_accuracy,
+)
 from .losses import nt_xent_loss
 from .models import ProjectionHead, RoCLEncoder
 from .training import RoCLTrainer, TrainConfig, TrainResult
@@ -14,17 +25,29 @@ from .training import RoCLTrainer, TrainConfig, TrainResult
 __version__ = "0.1.0"
 
 __all__ = [
+    "EOTPGD",
+    "PGD",
+    "FinetuneConfig",
     "ImageDataset",
     "InstanceWiseAttack",
     "ProjectionHead",
     "RoCLEncoder",
     "RoCLTrainer",
+    "RobustClassifier",
+    "RobustLinearProbe",
+    "RobustnessReport",
     "SimCLRAugmentation",
+    "Threat",
     "TrainConfig",
     "TrainResult",
+    "TransformationSmoothedClassifier",
     "__version__",
+    "autoattack",
+    "evaluate_robustness",
+    "finetune",
     "load_dataset",
     "load_sample",
     "nt_xent_loss",
     "train_val_split",
+    "transfer_accuracy",
 ]

@@ -9,11 +9,17 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from .data import load_dataset, train_val_split
+from .data import ImageDataset, load_dataset, train_val_split
+from .evaluation.finetuning import RobustClassifier
+from .evaluation.probe import RobustLinearProbe
+from .evaluation.smoothing import TransformationSmoothedClassifier
+from .evaluation.suite import DEFAULT_THREATS, THREATS, evaluate_robustness
+from .models.pretrained import CONFIG_NAME
 from .training import NonFiniteLossError, RoCLTrainer, TrainConfig
 
 logger = logging.getLogger("robust_contrastive")
@@ -166,30 +172,209 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 # The quickstart: a CPU-sized RoCL run (resnet18 at width 16, 2,000 of the sample's images,
 # 2 epochs): a few minutes on 2 CPU cores. Everything else is the paper's setting.
+# The quickstart: CPU-sized SimCLR and RoCL runs (resnet18 at width 16, 2,000 of the sample's
+# images, 2 epochs each), a linear probe on each, and clean / PGD-20 accuracy on 500 held-out
+# images: the paper's headline claim in miniature, in a few minutes on 2 CPU cores.
 QUICKSTART = TrainConfig(width=16, epochs=2, batch_size=128, warmup_epochs=1, checkpoint_every=1)
-QUICKSTART_PER_CLASS = 200
+QUICKSTART_PER_CLASS = 200  # images per class used for self-supervised training
+QUICKSTART_HELD_OUT = 50  # images per class held out for evaluation (never trained or probed on)
+QUICKSTART_PROBE_EPOCHS = 50  # linear probe epochs (on cached features: seconds)
+
+
+def _first_per_class(dataset: ImageDataset, per_class: int) -> ImageDataset:
+    """The first ``per_class`` images of every class, in order."""
+    keep = [
+        int(i)
+        for c in range(len(dataset.classes))
+        for i in (dataset.labels == c).nonzero().flatten()[:per_class]
+    ]
+    return dataset.subset(sorted(keep))
 
 
 def _cmd_quickstart(args: argparse.Namespace) -> int:
     config = _config_from_args(args)
-    summary = _run_training(args, config)
-    out = summary["out"]
-    last = summary["last"]
+    out = Path(args.out)
+    start = time.perf_counter()
+    dataset = load_dataset(args.data, root=args.data_root, download=args.download)
+    train_idx, held_idx = train_val_split(
+        dataset.labels, val_per_class=args.held_out_per_class, seed=config.seed
+    )
+    train_set, held_out = dataset.subset(train_idx), dataset.subset(held_idx)
+    pretrain_set = _first_per_class(train_set, args.max_per_class or len(train_set))
+    out.mkdir(parents=True, exist_ok=True)
+    split = {
+        "data": str(args.data),
+        "seed": config.seed,
+        "train": train_idx.tolist(),
+        "val": held_idx.tolist(),
+    }
+    (out / SPLIT_FILE).write_text(json.dumps(split))
+    rows = []
+    for name, adversarial in (("SimCLR", False), ("RoCL", True)):
+        run_dir = out / name.lower()
+        logger.info(
+            "quickstart: training %s on %d images into %s", name, len(pretrain_set), run_dir
+        )
+        result = RoCLTrainer(replace(config, adversarial=adversarial), run_dir).fit(
+            pretrain_set, resume=args.resume
+        )
+        probe = RobustLinearProbe(
+            result.encoder,
+            len(dataset.classes),
+            augment=False,
+            epochs=args.probe_epochs,
+            batch_size=256,
+        )
+        probe.fit(train_set, seed=config.seed, progress=config.progress)
+        probe.save_pretrained(run_dir / "probe")
+        report = evaluate_robustness(
+            probe,
+            held_out,
+            ["linf-8/255"],
+            seed=config.seed,
+            sanity_checks=False,
+            progress=config.progress,
+        )
+        report.to_json(run_dir / "report.json")
+        last = result.history[-1]
+        rows.append(
+            {
+                "method": name,
+                "clean": report.clean_accuracy,
+                "pgd20": report.accuracy("linf-8/255"),
+                "n_images": report.n_images,
+                "train_images_per_s": last["images_per_s"],
+            }
+        )
+    seconds = time.perf_counter() - start
+    (out / "quickstart.json").write_text(json.dumps({"rows": rows, "seconds": seconds}, indent=2))
     print()
     print(
-        f"Trained a RoCL encoder ({config.arch}, width {config.width}) on {summary['images']} "
-        f"bundled CIFAR-10 images for {config.epochs} epochs in {summary['seconds']:.0f} s "
-        f"({last.get('images_per_s', 0):.1f} images/s, final loss {last.get('loss', 0):.4f})."
+        f"Quickstart: resnet18 (width {config.width}) trained without labels on "
+        f"{len(pretrain_set)} bundled CIFAR-10 images for {config.epochs} epochs; linear probe on "
+        f"{len(train_set)} images; evaluated on {len(held_out)} held-out images."
     )
-    print(f"Saved to {out}/ (encoder), {out}/projector/, metrics in {out}/metrics.jsonl.")
-    print("Next:")
-    print("  from robust_contrastive import RoCLEncoder")
-    print(f"  encoder = RoCLEncoder.from_pretrained('{out}')")
-    print("  features = encoder(images)  # images: (B, 3, 32, 32) float in [0, 1]")
+    print()
+    print("| method | clean acc. (%) | PGD-20 l-inf 8/255 acc. (%) | train images/s |")
+    print("| --- | --- | --- | --- |")
+    for row in rows:
+        print(
+            f"| {row['method']} | {100 * row['clean']:.1f} | {100 * row['pgd20']:.1f} | "
+            f"{row['train_images_per_s']:.1f} |"
+        )
+    print()
     print(
-        "Train for real:  robust-contrastive train --data PATH --width 64 --epochs 1000 "
-        "--out runs/rocl"
+        f"Done in {seconds:.0f} s. Models in {out}/simclr and {out}/rocl (encoder, projector/, "
+        "probe/), reports in */report.json."
     )
+    print("Next:")
+    print(
+        f"  robust-contrastive evaluate --model {out}/rocl/probe --data {args.data} "
+        f"--split {out}/{SPLIT_FILE} --out report.json"
+    )
+    print("  from robust_contrastive import RoCLEncoder")
+    print(f"  encoder = RoCLEncoder.from_pretrained('{out}/rocl')")
+    return 0
+
+
+def _load_split(args: argparse.Namespace, dataset: ImageDataset, part: str) -> ImageDataset:
+    if not args.split:
+        return dataset
+    split = json.loads(Path(args.split).read_text())
+    if part not in split:
+        raise ValueError(f"{args.split} has no {part!r} indices (keys: {sorted(split)}).")
+    return dataset.subset(split[part])
+
+
+def _cmd_probe(args: argparse.Namespace) -> int:
+    from .models import RoCLEncoder
+
+    encoder = RoCLEncoder.from_pretrained(args.encoder)
+    dataset = load_dataset(
+        args.data, root=args.data_root, download=args.download, max_per_class=args.max_per_class
+    )
+    train_set = _load_split(args, dataset, "train")
+    probe = RobustLinearProbe(
+        encoder,
+        len(dataset.classes),
+        adversarial=args.adversarial,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        augment=not args.no_augment,
+    )
+    val = None
+    if args.val_per_class:
+        fit_idx, val_idx = train_val_split(
+            train_set.labels, val_per_class=args.val_per_class, seed=args.seed
+        )
+        train_set, val = train_set.subset(fit_idx), train_set.subset(val_idx)
+    history = probe.fit(train_set, val=val, seed=args.seed, progress=not args.no_progress)
+    probe.save_pretrained(args.out)
+    kind = "robust linear evaluation (r-LE)" if args.adversarial else "linear evaluation"
+    print(f"{kind} on {len(train_set)} images; last epoch: {json.dumps(history[-1])}")
+    print(f"probe: {args.out}  (RobustLinearProbe.from_pretrained('{args.out}'))")
+    return 0
+
+
+def _load_classifier(folder: str) -> RobustLinearProbe | RobustClassifier:
+    config_path = Path(folder) / CONFIG_NAME
+    if not config_path.is_file():
+        raise FileNotFoundError(
+            f"{config_path} not found: --model takes a folder written by "
+            "`robust-contrastive probe` (a linear probe) or by fine-tuning (a robust classifier)."
+        )
+    model_type = json.loads(config_path.read_text()).get("model_type")
+    if model_type == RobustLinearProbe.model_type:
+        return RobustLinearProbe.from_pretrained(folder)
+    if model_type == RobustClassifier.model_type:
+        return RobustClassifier.from_pretrained(folder)
+    raise ValueError(
+        f"{folder} holds a {model_type!r}, not a classifier: train a probe on an encoder first "
+        "(robust-contrastive probe --encoder DIR ...)."
+    )
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import torch
+
+    model: torch.nn.Module = _load_classifier(args.model)
+    dataset = load_dataset(
+        args.data,
+        root=args.data_root,
+        download=args.download,
+        train=not args.test_split,
+        max_per_class=args.max_per_class,
+    )
+    data = _load_split(args, dataset, "val")
+    if args.smoothed:
+        if not isinstance(model, RobustLinearProbe):
+            raise ValueError("--smoothed needs a linear probe (encoder + linear head).")
+        model = TransformationSmoothedClassifier.from_probe(
+            model, n_samples=args.smoothed, generator=torch.Generator().manual_seed(args.seed)
+        )
+    report = evaluate_robustness(
+        model,
+        data,
+        args.threats,
+        n_images=args.n_images,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        eot_samples=args.eot_samples,
+        progress=not args.no_progress,
+    )
+    report.info.update(
+        {
+            "model": str(args.model),
+            "data": str(args.data),
+            "split": args.split,
+            "smoothed": args.smoothed,
+        }
+    )
+    path = report.to_json(args.out)
+    Path(path).with_suffix(".md").write_text(report.to_markdown() + "\n")
+    print(report.to_markdown())
+    print(f"\nreport: {path} (and {Path(path).with_suffix('.md')})")
     return 0
 
 
@@ -212,13 +397,94 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=_cmd_train)
 
     quick = sub.add_parser(
-        "quickstart", help="train a small RoCL encoder on the bundled sample (CPU, minutes)"
+        "quickstart",
+        help="train small SimCLR and RoCL encoders on the bundled sample, probe them and "
+        "compare clean and PGD accuracy (CPU, minutes)",
     )
     _add_data_arguments(quick, required=False, max_per_class=QUICKSTART_PER_CLASS)
     quick.add_argument("--out", default="quickstart-run", help="output folder")
-    quick.add_argument("--resume", action="store_true", help="resume from OUT/checkpoints")
+    quick.add_argument("--resume", action="store_true", help="resume from OUT/*/checkpoints")
+    quick.add_argument(
+        "--held-out-per-class",
+        type=int,
+        default=QUICKSTART_HELD_OUT,
+        help=f"images per class held out for evaluation (default: {QUICKSTART_HELD_OUT})",
+    )
+    quick.add_argument(
+        "--probe-epochs",
+        type=int,
+        default=QUICKSTART_PROBE_EPOCHS,
+        help=f"linear probe epochs (default: {QUICKSTART_PROBE_EPOCHS})",
+    )
     _add_config_arguments(quick, QUICKSTART)
     quick.set_defaults(func=_cmd_quickstart)
+
+    probe = sub.add_parser("probe", help="train a linear probe (or r-LE) on a frozen encoder")
+    probe.add_argument("--encoder", required=True, help="encoder folder (save_pretrained)")
+    _add_data_arguments(probe, required=True)
+    probe.add_argument(
+        "--split",
+        help="split.json of the training run: probe on its 'train' "
+        "indices, never on its held-out 'val' images",
+    )
+    probe.add_argument("--out", required=True, help="output folder of the probe")
+    probe.add_argument(
+        "--adversarial",
+        action="store_true",
+        help="robust linear evaluation (r-LE, eq. 7): train on PGD examples",
+    )
+    probe.add_argument("--epochs", type=int, default=150, help="epochs (default: 150)")
+    probe.add_argument("--batch-size", type=int, default=1024, help="batch size (default: 1024)")
+    probe.add_argument("--lr", type=_number, default=0.1, help="learning rate (default: 0.1)")
+    probe.add_argument(
+        "--no-augment",
+        action="store_true",
+        help="no augmentation (clean probes then train on cached features)",
+    )
+    probe.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    probe.add_argument("--no-progress", action="store_true", help="no progress bar")
+    probe.set_defaults(func=_cmd_probe, val_per_class=0)
+
+    evaluate = sub.add_parser(
+        "evaluate", help="clean, PGD, l2, l1 and AutoAttack accuracy of a classifier, as a report"
+    )
+    evaluate.add_argument(
+        "--model",
+        required=True,
+        help="a probe (robust-contrastive probe) or robust classifier folder",
+    )
+    _add_data_arguments(evaluate, required=True)
+    evaluate.add_argument("--split", help="split.json: evaluate on its held-out 'val' indices")
+    evaluate.add_argument(
+        "--test-split", action="store_true", help="cifar10 / cifar100: use the official test split"
+    )
+    evaluate.add_argument("--out", required=True, help="report path (JSON; a .md beside it)")
+    evaluate.add_argument(
+        "--threats",
+        nargs="+",
+        default=list(DEFAULT_THREATS),
+        choices=list(THREATS),
+        help="threats to run (default: all)",
+    )
+    evaluate.add_argument("--n-images", type=int, default=None, help="evaluate the first N")
+    evaluate.add_argument("--batch-size", type=int, default=256, help="attack batch size")
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of the attacks")
+    evaluate.add_argument(
+        "--smoothed",
+        type=int,
+        default=0,
+        metavar="N",
+        help="wrap the probe in a transformation-smoothed classifier with N "
+        "samples (attacked with EOT)",
+    )
+    evaluate.add_argument(
+        "--eot-samples",
+        type=int,
+        default=10,
+        help="EOT samples per step for randomised models (default: 10)",
+    )
+    evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
+    evaluate.set_defaults(func=_cmd_evaluate)
     return parser
 
 

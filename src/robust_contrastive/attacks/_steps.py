@@ -67,7 +67,7 @@ def ascent_step(x_adv: torch.Tensor, grad: torch.Tensor, alpha: float, norm: str
     blocked = ((x_adv >= 1) & (grad > 0)) | ((x_adv <= 0) & (grad < 0))
     grad = grad.masked_fill(blocked, 0.0)
     flat = grad.abs().flatten(1)  # (B, D)
-    k = max(1, int(round(flat.shape[1] * (1 - L1_SPARSITY))))
+    k = max(1, round(flat.shape[1] * (1 - L1_SPARSITY)))
     threshold = flat.topk(k, dim=1).values[:, -1:]  # (B, 1), the k-th largest magnitude
     direction = (grad.sign() * (flat >= threshold).view_as(grad)).masked_fill(blocked, 0.0)
     return x_adv + alpha * direction / _per_image_norm(direction, 1)

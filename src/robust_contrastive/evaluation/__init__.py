@@ -1,1 +1,37 @@
-"""Evaluation: linear probes, fine-tuning, smoothed inference and robustness reports."""
+"""Evaluation: linear probes, fine-tuning, smoothed inference, transfer and robustness reports."""
+
+from .checks import sanity_warnings, zero_gradient_fraction
+from .finetuning import FinetuneConfig, FinetuneResult, RobustClassifier, TradesAttack, finetune
+from .probe import ProbeConfig, RobustLinearProbe, accuracy
+from .smoothing import TransformationSmoothedClassifier, accuracy_vs_samples
+from .suite import (
+    DEFAULT_THREATS,
+    THREATS,
+    RobustnessReport,
+    Threat,
+    ThreatResult,
+    evaluate_robustness,
+)
+from .transfer import transfer_accuracy
+
+__all__ = [
+    "DEFAULT_THREATS",
+    "THREATS",
+    "FinetuneConfig",
+    "FinetuneResult",
+    "ProbeConfig",
+    "RobustClassifier",
+    "RobustLinearProbe",
+    "RobustnessReport",
+    "Threat",
+    "ThreatResult",
+    "TradesAttack",
+    "TransformationSmoothedClassifier",
+    "accuracy",
+    "accuracy_vs_samples",
+    "evaluate_robustness",
+    "finetune",
+    "sanity_warnings",
+    "transfer_accuracy",
+    "zero_gradient_fraction",
+]

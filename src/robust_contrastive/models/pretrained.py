@@ -77,32 +77,11 @@ class PretrainedMixin(nn.Module):
             ValueError: the config is for another model type or has unknown fields, or the
                 weights do not match the architecture (missing, unexpected or mis-shaped keys).
         """
-        folder = Path(directory)
-        config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
-        for path in (config_path, weights_path):
-            if not path.is_file():
-                raise FileNotFoundError(
-                    f"{path} not found: from_pretrained expects a folder written by "
-                    f"save_pretrained (holding {CONFIG_NAME} and {WEIGHTS_NAME})."
-                )
-        raw = json.loads(config_path.read_text())
-        if not isinstance(raw, dict):
-            raise ValueError(f"{config_path} must hold a JSON object, got {type(raw).__name__}.")
-        model_type = raw.pop("model_type", None)
-        if model_type != cls.model_type:
-            raise ValueError(
-                f"{config_path} describes a {model_type!r} model, not a {cls.model_type!r}: "
-                f"load it with the matching class."
-            )
-        version = raw.pop("format_version", None)
-        if version != FORMAT_VERSION:
-            raise ValueError(
-                f"{config_path} has format_version {version!r}; this version of "
-                f"robust-contrastive reads format_version {FORMAT_VERSION}. Upgrade the package."
-            )
+        raw, weights_path = read_pretrained_config(directory, cls.model_type, cls.__name__)
         model = cls.from_config(raw)
         state = load_file(str(weights_path), device=str(map_location))
         load_state_dict_strict(model, state, source=str(weights_path))
+        model.to(map_location)
         model.eval()
         return model
 
@@ -123,6 +102,48 @@ class PretrainedMixin(nn.Module):
     def default_config(cls) -> Any:
         """An instance of the model's config dataclass with default values."""
         raise NotImplementedError
+
+
+def read_pretrained_config(
+    directory: str | os.PathLike[str], model_type: str, class_name: str
+) -> tuple[dict[str, Any], Path]:
+    """Read and check the ``config.json`` of a ``save_pretrained`` folder.
+
+    Checks that ``config.json`` and ``model.safetensors`` exist, that the config is a JSON object
+    for ``model_type`` and in this library's format version.
+
+    Returns:
+        The config's remaining fields (without ``model_type`` and ``format_version``) and the
+        path of the weights file.
+
+    Raises:
+        FileNotFoundError: a file is missing.
+        ValueError: another model type, another format version, or not a JSON object.
+    """
+    folder = Path(directory)
+    config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
+    for path in (config_path, weights_path):
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} not found: {class_name}.from_pretrained expects a folder written by "
+                f"save_pretrained (holding {CONFIG_NAME} and {WEIGHTS_NAME})."
+            )
+    raw = json.loads(config_path.read_text())
+    if not isinstance(raw, dict):
+        raise ValueError(f"{config_path} must hold a JSON object, got {type(raw).__name__}.")
+    found_type = raw.pop("model_type", None)
+    if found_type != model_type:
+        raise ValueError(
+            f"{config_path} describes a {found_type!r} model, not a {model_type!r}: "
+            "load it with the matching class."
+        )
+    version = raw.pop("format_version", None)
+    if version != FORMAT_VERSION:
+        raise ValueError(
+            f"{config_path} has format_version {version!r}; this version of "
+            f"robust-contrastive reads format_version {FORMAT_VERSION}. Upgrade the package."
+        )
+    return raw, weights_path
 
 
 def load_state_dict_strict(

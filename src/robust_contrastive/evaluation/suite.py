@@ -1,0 +1,327 @@
+"""``evaluate_robustness``: clean and adversarial accuracy under a list of threats, as a report.
+
+Every figure carries the attack that produced it (norm, eps, step, steps, protocol), the number
+of images and the seed, so that a number can always be reproduced and compared. The headline is
+l-inf PGD-20 with step 2/255 (4/255 at eps 16/255) and AutoAttack; the original RoCL evaluation
+(step eps/10) is kept as the ``legacy`` protocol because it is much weaker.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..attacks import EOTPGD, PGD, autoattack
+from ..attacks._steps import check_images
+from ..data import ImageDataset
+
+logger = logging.getLogger(__name__)
+
+ATTACKS: tuple[str, ...] = ("pgd", "autoattack")
+
+
+@dataclass(frozen=True)
+class Threat:
+    """One evaluation setting: an attack, its norm, radius and steps."""
+
+    name: str  # unique label in the report, e.g. "linf-8/255"
+    norm: str  # "linf", "l2" or "l1"
+    eps: float  # radius of the threat model
+    alpha: float = 0.0  # PGD step size (unused by AutoAttack)
+    steps: int = 20  # PGD steps (20 = the headline PGD-20)
+    attack: str = "pgd"  # "pgd" (EOT-PGD on randomised models) or "autoattack"
+    protocol: str = "headline"  # "headline" (today's convention) or "legacy" (the original's)
+
+
+def _pgd(name: str, norm: str, eps: float, alpha: float, protocol: str = "headline") -> Threat:
+    return Threat(name=name, norm=norm, eps=eps, alpha=alpha, steps=20, protocol=protocol)
+
+
+# The threats of the paper's Table 1, with today's step sizes as the headline.
+THREATS: dict[str, Threat] = {
+    t.name: t
+    for t in (
+        _pgd("linf-8/255", "linf", 8 / 255, 2 / 255),
+        _pgd("linf-16/255", "linf", 16 / 255, 4 / 255),
+        _pgd("linf-8/255-legacy", "linf", 8 / 255, 0.00314, "legacy"),
+        _pgd("linf-16/255-legacy", "linf", 16 / 255, 0.00627, "legacy"),
+        _pgd("l2-0.25", "l2", 0.25, 2.5 * 0.25 / 20),
+        _pgd("l2-0.5", "l2", 0.5, 2.5 * 0.5 / 20),
+        _pgd("l1-7.84", "l1", 7.84, 2.5 * 7.84 / 20),
+        _pgd("l1-12", "l1", 12.0, 2.5 * 12.0 / 20),
+        Threat(name="autoattack-linf-8/255", norm="linf", eps=8 / 255, attack="autoattack"),
+    )
+}
+DEFAULT_THREATS: tuple[str, ...] = tuple(THREATS)
+
+
+@dataclass
+class ThreatResult:
+    """The accuracy under one threat, with everything needed to reproduce it."""
+
+    name: str
+    norm: str
+    eps: float
+    alpha: float
+    steps: int
+    attack: str  # the attack actually run ("pgd", "eot-pgd", "autoattack", "autoattack-rand")
+    protocol: str
+    accuracy: float  # in [0, 1]
+    n_images: int
+    seed: int
+    seconds: float
+    eot_samples: int = 1
+
+
+@dataclass
+class RobustnessReport:
+    """What :func:`evaluate_robustness` returns; ``to_json`` / ``to_markdown`` for sharing."""
+
+    clean_accuracy: float
+    n_images: int
+    seed: int
+    randomized: bool  # the model's outputs vary between calls (then attacks use EOT)
+    results: list[ThreatResult] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def accuracy(self, name: str) -> float:
+        """The accuracy under the threat called ``name`` (``"clean"`` for clean accuracy)."""
+        if name == "clean":
+            return self.clean_accuracy
+        for result in self.results:
+            if result.name == name:
+                return result.accuracy
+        raise KeyError(
+            f"no threat {name!r} in this report; it has {[r.name for r in self.results]}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self, path: str | os.PathLike[str]) -> Path:
+        """Write the report as JSON (atomically) and return the path."""
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        os.replace(tmp, target)
+        return target
+
+    def to_markdown(self) -> str:
+        """A markdown table: one row per threat, clean first."""
+        lines = [
+            "| threat | attack | protocol | eps | step | steps | accuracy (%) | images |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+            f"| clean | - | - | - | - | - | {100 * self.clean_accuracy:.2f} | {self.n_images} |",
+        ]
+        for r in self.results:
+            step = f"{r.alpha:.5g}" if r.attack.endswith("pgd") else "-"
+            steps = str(r.steps) if r.attack.endswith("pgd") else "-"
+            lines.append(
+                f"| {r.name} | {r.attack} | {r.protocol} | {r.eps:.5g} | {step} | {steps} | "
+                f"{100 * r.accuracy:.2f} | {r.n_images} |"
+            )
+        lines += [f"\n> warning: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+
+def is_randomized(model: nn.Module, images: torch.Tensor) -> bool:
+    """Whether two eval-mode forward passes on the same images give different logits."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return not torch.allclose(model(images), model(images))
+    finally:
+        model.train(was_training)
+
+
+def _batches(n: int, batch_size: int) -> list[slice]:
+    return [slice(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
+
+
+def _correct(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Number of correctly classified images, as a 0-dim tensor (no host synchronisation)."""
+    with torch.no_grad():
+        logits: torch.Tensor = model(images)
+    return (logits.argmax(dim=1) == labels).sum()
+
+
+def evaluate_robustness(
+    model: nn.Module,
+    data: ImageDataset | tuple[torch.Tensor, torch.Tensor],
+    threats: tuple[str | Threat, ...] | list[str | Threat] = DEFAULT_THREATS,
+    *,
+    n_images: int | None = None,
+    batch_size: int = 256,
+    seed: int = 0,
+    eot_samples: int = 10,
+    num_classes: int | None = None,
+    sanity_checks: bool = True,
+    progress: bool = True,
+) -> RobustnessReport:
+    """Clean accuracy and accuracy under each threat, with sanity checks, as a report.
+
+    Args:
+        model: a classifier, (B, 3, H, W) float in [0, 1] -> (B, num_classes) logits. A model
+            with random inference (detected automatically) is attacked with EOT-PGD
+            (``eot_samples`` gradient samples per step) and AutoAttack ``version="rand"``.
+        data: an :class:`~robust_contrastive.data.ImageDataset` (uint8) or (images, labels)
+            with images float in [0, 1]. Use held-out data the model never trained or selected on.
+        threats: names from :data:`THREATS` (default: all of them) or :class:`Threat` objects.
+            AutoAttack threats are skipped, with a warning, when torchattacks is not installed.
+        n_images: evaluate the first ``n_images`` (default: all).
+        batch_size: images per attack batch.
+        seed: seeds every attack's random start; the same seed gives the same report.
+        eot_samples: EOT samples per step for randomised models.
+        num_classes: for AutoAttack (default: inferred from the model's output).
+        sanity_checks: run the gradient-masking checks of :mod:`.checks` and add warnings.
+        progress: show a progress bar.
+
+    Returns:
+        A :class:`RobustnessReport`.
+    """
+    images, labels = (data.images, data.labels) if isinstance(data, ImageDataset) else data
+    if images.dtype == torch.uint8:
+        images = images.float() / 255.0
+    check_images(images, "images")
+    if labels.shape != (images.shape[0],):
+        raise ValueError(f"labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}.")
+    if n_images is not None:
+        if n_images < 1:
+            raise ValueError(f"n_images must be >= 1, got {n_images}.")
+        images, labels = images[:n_images], labels[:n_images]
+    resolved = [_resolve(t) for t in threats]
+    device = next(model.parameters()).device
+    images, labels = images.to(device), labels.to(device)
+    n = images.shape[0]
+    randomized = is_randomized(model, images[: min(n, 16)])
+    if num_classes is None:
+        with torch.no_grad():
+            num_classes = int(model(images[:1]).shape[1])
+
+    report = RobustnessReport(clean_accuracy=0.0, n_images=n, seed=seed, randomized=randomized)
+    if randomized:
+        report.warnings.append(
+            "the model's outputs are random: attacks use EOT-PGD "
+            f"({eot_samples} samples per step) and AutoAttack version='rand'."
+        )
+    batches = _batches(n, batch_size)
+    was_training = model.training
+    model.eval()
+    try:
+        correct = sum(int(_correct(model, images[b], labels[b])) for b in batches)
+        report.clean_accuracy = correct / n
+        bar = tqdm(total=len(resolved) * n, desc="evaluate", unit="img", disable=not progress)
+        with bar:
+            for threat in resolved:
+                result = _run_threat(
+                    model,
+                    images,
+                    labels,
+                    threat,
+                    batches,
+                    seed,
+                    randomized,
+                    eot_samples,
+                    num_classes,
+                    bar,
+                )
+                if result is None:
+                    report.warnings.append(
+                        f"{threat.name} skipped: AutoAttack needs torchattacks "
+                        '(pip install "robust-contrastive[eval]").'
+                    )
+                    continue
+                report.results.append(result)
+                logger.info("%s: %.2f %%", threat.name, 100 * result.accuracy)
+    finally:
+        model.train(was_training)
+    if sanity_checks:
+        from .checks import sanity_warnings  # a cycle-free local import
+
+        report.warnings += sanity_warnings(model, images, labels, report, seed=seed)
+    return report
+
+
+def _resolve(threat: str | Threat) -> Threat:
+    if isinstance(threat, Threat):
+        if threat.attack not in ATTACKS:
+            raise ValueError(f"unknown attack {threat.attack!r}; choose one of {list(ATTACKS)}.")
+        return threat
+    if threat not in THREATS:
+        raise ValueError(f"unknown threat {threat!r}; choose from {list(THREATS)}.")
+    return THREATS[threat]
+
+
+def _run_threat(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    threat: Threat,
+    batches: list[slice],
+    seed: int,
+    randomized: bool,
+    eot_samples: int,
+    num_classes: int,
+    bar: Any,
+) -> ThreatResult | None:
+    start = time.perf_counter()
+    correct = 0
+    if threat.attack == "autoattack":
+        version = "rand" if randomized else "standard"
+        for b in batches:
+            try:
+                adv = autoattack(
+                    model,
+                    images[b],
+                    labels[b],
+                    eps=threat.eps,
+                    norm=threat.norm,
+                    version=version,
+                    num_classes=num_classes,
+                    seed=seed,
+                )
+            except ImportError:
+                return None
+            correct += int(_correct(model, adv, labels[b]))
+            bar.update(b.stop - b.start)
+        name, samples = f"autoattack-{version}" if randomized else "autoattack", 1
+    else:
+        attack: PGD = (
+            EOTPGD(
+                model, threat.eps, threat.alpha, threat.steps, threat.norm, eot_samples=eot_samples
+            )
+            if randomized
+            else PGD(model, threat.eps, threat.alpha, threat.steps, threat.norm)
+        )
+        generator = torch.Generator(device=images.device).manual_seed(seed)
+        for b in batches:
+            adv = attack.perturb(images[b], labels[b], generator)
+            correct += int(_correct(model, adv, labels[b]))
+            bar.update(b.stop - b.start)
+        name, samples = ("eot-pgd", eot_samples) if randomized else ("pgd", 1)
+    return ThreatResult(
+        name=threat.name,
+        norm=threat.norm,
+        eps=threat.eps,
+        alpha=threat.alpha,
+        steps=threat.steps,
+        attack=name,
+        protocol=threat.protocol,
+        accuracy=correct / images.shape[0],
+        n_images=images.shape[0],
+        seed=seed,
+        seconds=time.perf_counter() - start,
+        eot_samples=samples,
+    )

@@ -1,0 +1,64 @@
+"""Black-box transfer (the paper's Table 2): adversaries crafted on one model, scored on another."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..attacks import PGD, InstanceWiseAttack
+from ..attacks._steps import check_images
+from ..data import ImageDataset
+
+
+def transfer_accuracy(
+    target: nn.Module,
+    data: ImageDataset | tuple[torch.Tensor, torch.Tensor],
+    attack: PGD | InstanceWiseAttack,
+    *,
+    n_images: int | None = None,
+    batch_size: int = 256,
+    seed: int = 0,
+    progress: bool = True,
+) -> float:
+    """Accuracy of ``target`` on adversarial examples crafted by ``attack`` on another model.
+
+    Args:
+        target: the classifier under test, images in [0, 1] -> logits.
+        data: held-out images and labels (ImageDataset, or (images float in [0, 1], labels)).
+        attack: a class-wise :class:`~robust_contrastive.attacks.PGD` built on the *source*
+            classifier ("PGD" columns of Table 2), or an
+            :class:`~robust_contrastive.InstanceWiseAttack` on a source encoder and projector
+            ("inst." columns: label-free, the clean image is its own positive).
+        n_images: use the first ``n_images``.
+        seed: seeds the attack's random start.
+
+    Returns:
+        The target's accuracy in [0, 1] on the transferred adversarial examples.
+    """
+    images, labels = (data.images, data.labels) if isinstance(data, ImageDataset) else data
+    if images.dtype == torch.uint8:
+        images = images.float() / 255.0
+    check_images(images, "images")
+    if n_images is not None:
+        images, labels = images[:n_images], labels[:n_images]
+    device = next(target.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    was_training = target.training
+    target.eval()
+    correct = 0
+    try:
+        for start in tqdm(
+            range(0, images.shape[0], batch_size), desc="transfer", disable=not progress
+        ):
+            x = images[start : start + batch_size].to(device)
+            y = labels[start : start + batch_size].to(device)
+            if isinstance(attack, InstanceWiseAttack):
+                adv = attack.perturb(x, x, generator)
+            else:
+                adv = attack.perturb(x, y, generator)
+            with torch.no_grad():
+                correct += int((target(adv).argmax(dim=1) == y).sum())
+    finally:
+        target.train(was_training)
+    return correct / images.shape[0]

@@ -1,0 +1,156 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from robust_contrastive import InstanceWiseAttack, ProjectionHead, RoCLEncoder
+from robust_contrastive.attacks import PGD
+from robust_contrastive.evaluation.checks import zero_gradient_fraction
+from robust_contrastive.evaluation.suite import THREATS, Threat, evaluate_robustness
+from robust_contrastive.evaluation.transfer import transfer_accuracy
+
+NUM_CLASSES = 4
+
+
+def _synthetic(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, NUM_CLASSES, (n,), generator=g)
+    palette = torch.tensor([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0]], dtype=torch.float32)
+    noise = torch.rand(n, 3, 16, 16, generator=g) * 0.6 + 0.2
+    images = noise + 0.15 * (palette[labels] - 0.5).view(n, 3, 1, 1)  # (n, 3) -> (n, 3, 1, 1)
+    return images.clamp(0, 1), labels
+
+
+def _train(seed: int) -> nn.Module:
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = nn.Sequential(RoCLEncoder(width=4), nn.Linear(32, NUM_CLASSES))
+    images, labels = _synthetic(512, seed=1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(150):
+        idx = torch.randint(0, 512, (64,), generator=g)
+        loss = nn.functional.cross_entropy(model(images[idx]), labels[idx])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def classifier() -> nn.Module:
+    return _train(0)
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[torch.Tensor, torch.Tensor]:
+    return _synthetic(64, seed=3)
+
+
+class NoisyModel(nn.Module):
+    """A randomised model: the classifier applied to images with fresh noise each call."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.inner((x + 0.02 * torch.randn_like(x)).clamp(0, 1))
+        return out
+
+
+def test_report_has_every_threat_asked_for(
+    classifier: nn.Module, data: tuple[torch.Tensor, torch.Tensor], tmp_path: Path
+) -> None:
+    asked = ["linf-8/255", "linf-8/255-legacy", "l2-0.5", "l1-12"]
+    fast = [Threat(**{**THREATS[n].__dict__, "steps": 5}) for n in asked]
+    report = evaluate_robustness(classifier, data, fast, seed=0, progress=False)
+    assert [r.name for r in report.results] == asked
+    assert not report.randomized
+    for result in report.results:
+        assert 0 <= result.accuracy <= report.clean_accuracy
+        assert result.n_images == 64
+        assert result.seed == 0
+        assert result.attack == "pgd"
+    assert report.accuracy("linf-8/255") <= report.accuracy("linf-8/255-legacy") + 1e-9
+    saved = json.loads(report.to_json(tmp_path / "report.json").read_text())
+    assert {r["name"] for r in saved["results"]} == set(asked)
+    assert "| linf-8/255 | pgd | headline |" in report.to_markdown()
+    again = evaluate_robustness(classifier, data, fast, seed=0, progress=False)
+    assert [r.accuracy for r in again.results] == [r.accuracy for r in report.results]
+
+
+def test_autoattack_threat(classifier: nn.Module, data: tuple[torch.Tensor, torch.Tensor]) -> None:
+    pytest.importorskip("torchattacks")
+    report = evaluate_robustness(
+        classifier,
+        (data[0][:4], data[1][:4]),
+        ["autoattack-linf-8/255"],
+        sanity_checks=False,
+        progress=False,
+    )
+    assert report.results[0].attack == "autoattack"
+    assert report.results[0].accuracy <= report.clean_accuracy
+
+
+def test_randomized_models_are_attacked_with_eot(
+    classifier: nn.Module, data: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    threat = Threat(name="linf-8/255", norm="linf", eps=8 / 255, alpha=2 / 255, steps=3)
+    report = evaluate_robustness(
+        NoisyModel(classifier),
+        data,
+        [threat],
+        eot_samples=2,
+        sanity_checks=False,
+        progress=False,
+    )
+    assert report.randomized
+    assert report.results[0].attack == "eot-pgd"
+    assert report.results[0].eot_samples == 2
+    assert any("EOT" in w for w in report.warnings)
+
+
+def test_sanity_checks_flag_masked_gradients(data: tuple[torch.Tensor, torch.Tensor]) -> None:
+    class Masked(nn.Module):
+        """Rounds its input: zero gradients everywhere, robust in appearance only."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = nn.Linear(3, NUM_CLASSES)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out: torch.Tensor = self.linear((x * 4).round().mean(dim=(2, 3)))
+            return out
+
+    masked = Masked()
+    assert zero_gradient_fraction(masked, *data) == 1.0
+    threat = Threat(name="linf-8/255", norm="linf", eps=8 / 255, alpha=2 / 255, steps=2)
+    report = evaluate_robustness(masked, data, [threat], progress=False)
+    assert any("gradient masking" in w for w in report.warnings)
+
+
+def test_unknown_threat_and_bad_data(
+    classifier: nn.Module, data: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    with pytest.raises(ValueError, match="unknown threat"):
+        evaluate_robustness(classifier, data, ["linf-9/255"], progress=False)
+    with pytest.raises(ValueError, match="labels"):
+        evaluate_robustness(classifier, (data[0], data[1][:3]), progress=False)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        evaluate_robustness(classifier, (data[0] * 3, data[1]), progress=False)
+
+
+def test_black_box_transfer(classifier: nn.Module, data: tuple[torch.Tensor, torch.Tensor]) -> None:
+    source = _train(5)
+    white = transfer_accuracy(classifier, data, PGD(classifier, steps=10), progress=False)
+    black = transfer_accuracy(classifier, data, PGD(source, steps=10), progress=False)
+    clean = float((classifier(data[0]).argmax(1) == data[1]).float().mean())
+    assert white <= black <= clean
+    encoder = RoCLEncoder(width=4)
+    instance = InstanceWiseAttack(encoder, ProjectionHead(32, 16, 8), steps=2)
+    assert 0 <= transfer_accuracy(classifier, data, instance, progress=False) <= 1
