@@ -279,3 +279,27 @@ def test_module_entry_point_help() -> None:
     )
     for flag in ("--data", "--out", "--simclr", "--resume", "--checkpoint-every", "--eps"):
         assert flag in result.stdout
+
+
+def test_evaluate_refuses_split_with_test_split(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "split.json").write_text("{}")
+    with pytest.raises(SystemExit):
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(tmp_path),
+                "--data",
+                "cifar10",
+                "--data-root",
+                str(tmp_path),
+                "--split",
+                str(tmp_path / "split.json"),
+                "--test-split",
+                "--out",
+                str(tmp_path / "r.json"),
+            ]
+        )
+    assert "--test-split" in capsys.readouterr().err

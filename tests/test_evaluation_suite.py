@@ -154,3 +154,40 @@ def test_black_box_transfer(classifier: nn.Module, data: tuple[torch.Tensor, tor
     encoder = RoCLEncoder(width=4)
     instance = InstanceWiseAttack(encoder, ProjectionHead(32, 16, 8), steps=2)
     assert 0 <= transfer_accuracy(classifier, data, instance, progress=False) <= 1
+
+
+def test_eot_returns_the_last_iterate(classifier: nn.Module) -> None:
+    # Keeping the first iterate that fools one random draw would weaken attacks on randomised
+    # models; EOT-PGD always returns the last iterate.
+    from robust_contrastive.attacks import EOTPGD
+
+    assert not EOTPGD(classifier).keep_first_success
+    assert PGD(classifier).keep_first_success
+    assert "eot_samples=10" in repr(EOTPGD(classifier))
+
+
+def test_instance_transfer_with_a_lone_last_image(
+    classifier: nn.Module, data: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    instance = InstanceWiseAttack(RoCLEncoder(width=4), ProjectionHead(32, 16, 8), steps=1)
+    five = (data[0][:5], data[1][:5])
+    assert 0 <= transfer_accuracy(classifier, five, instance, batch_size=4, progress=False) <= 1
+    with pytest.raises(ValueError, match="n_images"):
+        transfer_accuracy(classifier, data, instance, n_images=0, progress=False)
+
+
+def test_n_images_is_a_seeded_subset_across_classes(
+    classifier: nn.Module, data: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    images, labels = data
+    order = labels.argsort()  # sorted by class, as split indices are
+    threat = Threat(name="linf-8/255", norm="linf", eps=8 / 255, alpha=2 / 255, steps=1)
+    report = evaluate_robustness(
+        classifier,
+        (images[order], labels[order]),
+        [threat],
+        n_images=16,
+        progress=False,
+        sanity_checks=False,
+    )
+    assert report.n_images == 16

@@ -95,6 +95,66 @@ def test_save_and_load(tmp_path: Path) -> None:
     assert "identical features" in completed.stdout
 
 
+def test_linear_probe(tmp_path: Path) -> None:
+    out = tmp_path / "probe"
+    run_example("linear_probe.py", "--out", out)
+    for folder in ("probe-clean", "probe-rle"):
+        for name in ("config.json", "model.safetensors", "encoder/config.json"):
+            assert (out / folder / name).is_file(), f"linear_probe.py did not write {folder}/{name}"
+    assert json.loads((out / "probe-rle" / "config.json").read_text())["adversarial"] is True
+    summary = json.loads((out / "linear_probe.json").read_text())
+    for name in ("clean probe", "r-LE probe"):
+        for value in summary["results"][name].values():
+            assert 0.0 <= value <= 1.0
+    assert summary["held_out_images"] > 0
+
+
+def test_evaluate_robustness(tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    run_example("evaluate_robustness.py", "--out", out)
+    report = json.loads((out / "report.json").read_text())
+    names = [result["name"] for result in report["results"]]
+    assert names == ["linf-8/255", "linf-8/255-legacy", "l2-0.5", "l1-12"]
+    for result in report["results"]:
+        assert 0.0 <= result["accuracy"] <= report["clean_accuracy"] + 1e-9
+        assert result["n_images"] == report["n_images"] == 8
+    assert "| linf-8/255 |" in (out / "report.md").read_text()
+
+
+def test_finetune(tmp_path: Path) -> None:
+    out = tmp_path / "finetune"
+    run_example("finetune.py", "--out", out)
+    for method in ("at", "trades"):
+        for name in (
+            "config.json",
+            "model.safetensors",
+            "encoder/model.safetensors",
+            "metrics.jsonl",
+        ):
+            assert (out / method / name).is_file(), f"finetune.py did not write {method}/{name}"
+    summary = json.loads((out / "finetune.json").read_text())
+    assert sorted(summary["results"]) == ["at", "trades"]
+
+
+def test_smoothed_classifier(tmp_path: Path) -> None:
+    out = tmp_path / "smoothing"
+    run_example("smoothed_classifier.py", "--out", out)
+    summary = json.loads((out / "smoothing.json").read_text())
+    assert sorted(summary["smoothed_clean_accuracy_per_samples"]) == ["1", "2"]
+    for key in ("smoothed_accuracy_pgd", "smoothed_accuracy_eot_pgd"):
+        assert 0.0 <= summary[key] <= 1.0
+
+
+def test_black_box_transfer(tmp_path: Path) -> None:
+    out = tmp_path / "transfer"
+    run_example("black_box_transfer.py", "--out", out)
+    summary = json.loads((out / "transfer.json").read_text())
+    assert set(summary["results"]) >= {"transfer_pgd_from_source", "transfer_inst_from_source"}
+    for value in summary["results"].values():
+        assert 0.0 <= value <= 1.0
+    assert (out / "rocl" / "probe" / "config.json").is_file()
+
+
 @pytest.mark.parametrize(
     "name",
     [
@@ -103,6 +163,11 @@ def test_save_and_load(tmp_path: Path) -> None:
         "instance_wise_attack.py",
         "augmentation.py",
         "save_and_load.py",
+        "linear_probe.py",
+        "evaluate_robustness.py",
+        "finetune.py",
+        "smoothed_classifier.py",
+        "black_box_transfer.py",
     ],
 )
 def test_example_has_docstring_and_tiny_flag(name: str) -> None:

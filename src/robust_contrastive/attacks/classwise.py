@@ -46,13 +46,15 @@ class PGD:
         steps: number of steps (20 for the headline evaluation).
         norm: ``"linf"``, ``"l2"`` or ``"l1"`` (sparse l1 steps, SLIDE).
         random_start: start from a random point of the ball.
+        keep_first_success: return, for every image, the first iterate that fools the model
+            (else the last iterate), so that with a fixed seed more steps never raise the
+            robust accuracy. ``False`` returns the last iterate (as torchattacks does).
 
     Call:
         ``attack(images, labels, generator=None)``: images (B, 3, H, W) float in [0, 1], labels
         (B,) int64 -> adversarial images (B, 3, H, W), detached, in the ball and in [0, 1]. The
         model runs in eval mode and gets its previous mode back; parameters' ``.grad`` are left
-        untouched. For every image the first iterate that fools the model is returned (else the
-        last iterate), so that with a fixed seed more steps never raise the robust accuracy.
+        untouched.
     """
 
     def __init__(
@@ -63,6 +65,7 @@ class PGD:
         steps: int = 20,
         norm: str = "linf",
         random_start: bool = True,
+        keep_first_success: bool = True,
     ) -> None:
         check_budget(eps, alpha, steps, norm)
         self.model = model
@@ -71,6 +74,7 @@ class PGD:
         self.steps = steps
         self.norm = norm
         self.random_start = random_start
+        self.keep_first_success = keep_first_success
 
     def __repr__(self) -> str:
         return (
@@ -124,6 +128,17 @@ class PGD:
                 if self.random_start
                 else images.clone()
             )
+            if not self.keep_first_success:
+                with torch.enable_grad():
+                    for _ in range(self.steps):
+                        grad, _ = self.loss_gradient(x_adv, labels)
+                        x_adv = project(
+                            ascent_step(x_adv, grad, self.alpha, self.norm),
+                            images,
+                            self.eps,
+                            self.norm,
+                        )
+                return x_adv.detach()
             # Per image, the first iterate that fools the model is kept: more steps (same seed,
             # so the same trajectory, extended) can then never raise the robust accuracy.
             best = x_adv.clone()
@@ -154,10 +169,17 @@ class EOTPGD(PGD):
     :class:`~robust_contrastive.TransformationSmoothedClassifier`). Attacking a randomised model
     with plain PGD overestimates its robustness: use this (or AutoAttack ``version="rand"``).
 
+    It returns the last iterate: keeping the first iterate that fools one random draw of the
+    model (as :class:`PGD` does for deterministic models) would weaken the attack.
+
     Args:
         model: a classifier with random inference.
+        eps: radius of the ball.
+        alpha: step size.
+        steps: number of steps.
+        norm: ``"linf"``, ``"l2"`` or ``"l1"``.
+        random_start: start from a random point of the ball.
         eot_samples: gradient samples per step (the paper's EoT attack: see its Table 3).
-        (other arguments as :class:`PGD`)
     """
 
     def __init__(
@@ -170,10 +192,14 @@ class EOTPGD(PGD):
         random_start: bool = True,
         eot_samples: int = 10,
     ) -> None:
-        super().__init__(model, eps, alpha, steps, norm, random_start)
+        # A randomised model can be "fooled" by one lucky draw: always return the last iterate.
+        super().__init__(model, eps, alpha, steps, norm, random_start, keep_first_success=False)
         if isinstance(eot_samples, bool) or not isinstance(eot_samples, int) or eot_samples < 1:
             raise ValueError(f"eot_samples must be a positive integer, got {eot_samples!r}.")
         self.eot_samples = eot_samples
+
+    def __repr__(self) -> str:
+        return f"{super().__repr__()[:-1]}, eot_samples={self.eot_samples})"
 
     def loss_gradient(
         self, x_adv: torch.Tensor, labels: torch.Tensor

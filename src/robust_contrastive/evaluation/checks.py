@@ -57,7 +57,8 @@ def sanity_warnings(
         seed: seed of the re-run attacks.
     """
     warnings: list[str] = []
-    subset_x, subset_y = images[:CHECK_IMAGES], labels[:CHECK_IMAGES]
+    stride = max(1, images.shape[0] // CHECK_IMAGES)  # spread over the data (often class-sorted)
+    subset_x, subset_y = images[::stride][:CHECK_IMAGES], labels[::stride][:CHECK_IMAGES]
 
     zero = zero_gradient_fraction(model, subset_x, subset_y)
     if zero > 0:

@@ -180,7 +180,7 @@ def evaluate_robustness(
             with images float in [0, 1]. Use held-out data the model never trained or selected on.
         threats: names from :data:`THREATS` (default: all of them) or :class:`Threat` objects.
             AutoAttack threats are skipped, with a warning, when torchattacks is not installed.
-        n_images: evaluate the first ``n_images`` (default: all).
+        n_images: evaluate a random subset of ``n_images`` drawn with ``seed`` (default: all).
         batch_size: images per attack batch.
         seed: seeds every attack's random start; the same seed gives the same report.
         eot_samples: EOT samples per step for randomised models.
@@ -200,7 +200,10 @@ def evaluate_robustness(
     if n_images is not None:
         if n_images < 1:
             raise ValueError(f"n_images must be >= 1, got {n_images}.")
-        images, labels = images[:n_images], labels[:n_images]
+        if n_images < images.shape[0]:  # a seeded random subset: data is often sorted by class
+            pick = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(seed))
+            pick = pick[:n_images].sort().values
+            images, labels = images[pick], labels[pick]
     resolved = [_resolve(t) for t in threats]
     device = next(model.parameters()).device
     images, labels = images.to(device), labels.to(device)

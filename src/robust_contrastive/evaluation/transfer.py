@@ -41,7 +41,11 @@ def transfer_accuracy(
         images = images.float() / 255.0
     check_images(images, "images")
     if n_images is not None:
+        if n_images < 1:
+            raise ValueError(f"n_images must be >= 1, got {n_images}.")
         images, labels = images[:n_images], labels[:n_images]
+    if images.shape[0] < 2 and isinstance(attack, InstanceWiseAttack):
+        raise ValueError("the instance-wise attack needs at least 2 images (its negatives).")
     device = next(target.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     was_training = target.training
@@ -54,7 +58,11 @@ def transfer_accuracy(
             x = images[start : start + batch_size].to(device)
             y = labels[start : start + batch_size].to(device)
             if isinstance(attack, InstanceWiseAttack):
-                adv = attack.perturb(x, x, generator)
+                if x.shape[0] == 1:  # a lone last image: attack it beside its predecessor
+                    pair = images[start - 1 : start + 1].to(device)  # (2, 3, H, W)
+                    adv = attack.perturb(pair, pair, generator)[1:]
+                else:
+                    adv = attack.perturb(x, x, generator)
             else:
                 adv = attack.perturb(x, y, generator)
             with torch.no_grad():
