@@ -45,6 +45,7 @@ from ..attacks._steps import (
 )
 from ..augment import SimCLRAugmentation
 from ..data import ImageDataset
+from ..hub import resolve_model_folder
 from ..losses import nt_xent_loss
 from ..models import ProjectionHead, RoCLEncoder
 from ..models.encoder import _ARCHS
@@ -186,6 +187,10 @@ class RobustClassifier(PretrainedMixin):
         directory: str | os.PathLike[str],
         *,
         map_location: str | torch.device = "cpu",
+        revision: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
     ) -> _RC:
         """Rebuild a classifier saved by :meth:`save_pretrained`; weights matched strictly.
 
@@ -199,7 +204,13 @@ class RobustClassifier(PretrainedMixin):
                 weights that do not match (missing, unexpected or mis-shaped keys), or a head
                 whose ``feature_dim`` differs from the saved encoder's.
         """
-        folder = Path(directory)
+        folder = resolve_model_folder(
+            directory,
+            revision=revision,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+            token=token,
+        )
         config_path = folder / CONFIG_NAME
         raw, weights_path = read_pretrained_config(folder, cls.model_type, cls.__name__)
         known = {f.name for f in dataclasses.fields(RobustClassifierConfig)}

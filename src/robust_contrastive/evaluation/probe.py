@@ -38,6 +38,7 @@ from ..attacks._steps import check_budget, check_images
 from ..attacks.classwise import PGD
 from ..augment import SimCLRAugmentation
 from ..data import ImageDataset
+from ..hub import resolve_model_folder
 from ..models.encoder import RoCLEncoder
 from ..models.pretrained import (
     CONFIG_NAME,
@@ -693,6 +694,10 @@ class RobustLinearProbe(PretrainedMixin):
         directory: str | os.PathLike[str],
         *,
         map_location: str | torch.device = "cpu",
+        revision: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
     ) -> RobustLinearProbe:
         """Rebuild a probe saved by :meth:`save_pretrained`: encoder and head, loaded strictly.
 
@@ -704,7 +709,13 @@ class RobustLinearProbe(PretrainedMixin):
                 match the encoder, or the weights do not match (missing, unexpected or
                 mis-shaped keys).
         """
-        folder = Path(directory)
+        folder = resolve_model_folder(
+            directory,
+            revision=revision,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+            token=token,
+        )
         raw, weights_path = read_pretrained_config(folder, cls.model_type, cls.__name__)
         encoder = RoCLEncoder.from_pretrained(folder / ENCODER_DIR, map_location=map_location)
         probe = cls.from_config(raw, encoder=encoder)

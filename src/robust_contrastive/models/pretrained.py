@@ -16,6 +16,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ..hub import resolve_model_folder
+
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 FORMAT_VERSION = 1
@@ -67,6 +69,10 @@ class PretrainedMixin(nn.Module):
         directory: str | os.PathLike[str],
         *,
         map_location: str | torch.device = "cpu",
+        revision: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
     ) -> _M:
         """Rebuild the model from ``config.json`` and load ``model.safetensors`` strictly.
 
@@ -77,7 +83,14 @@ class PretrainedMixin(nn.Module):
             ValueError: the config is for another model type or has unknown fields, or the
                 weights do not match the architecture (missing, unexpected or mis-shaped keys).
         """
-        raw, weights_path = read_pretrained_config(directory, cls.model_type, cls.__name__)
+        folder = resolve_model_folder(
+            directory,
+            revision=revision,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+            token=token,
+        )
+        raw, weights_path = read_pretrained_config(folder, cls.model_type, cls.__name__)
         model = cls.from_config(raw)
         state = load_file(str(weights_path), device=str(map_location))
         load_state_dict_strict(model, state, source=str(weights_path))
