@@ -398,6 +398,25 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from .convert import convert_encoder, convert_projector
+
+    encoder = convert_encoder(args.checkpoint)
+    out = Path(args.out)
+    encoder.save_pretrained(out)
+    print(f"encoder ({encoder.config.arch}, width {encoder.config.width}): {out}")
+    if args.projector:
+        projector = convert_projector(args.projector)
+        if projector.config.in_dim != encoder.feature_dim:
+            raise ValueError(
+                f"the projector takes {projector.config.in_dim} features but the encoder gives "
+                f"{encoder.feature_dim}: the two checkpoints belong to different models."
+            )
+        projector.save_pretrained(out / "projector")
+        print(f"projector: {out / 'projector'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="robust-contrastive",
@@ -512,6 +531,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
     evaluate.set_defaults(func=_cmd_evaluate)
+
+    convert = sub.add_parser(
+        "convert", help="convert a checkpoint of the original RoCL code to this library's format"
+    )
+    convert.add_argument("checkpoint", help="the original encoder checkpoint (torch.save'd)")
+    convert.add_argument("--projector", help="the original projector checkpoint")
+    convert.add_argument("--out", required=True, help="output folder (save_pretrained layout)")
+    convert.set_defaults(func=_cmd_convert)
     return parser
 
 
