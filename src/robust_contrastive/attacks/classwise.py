@@ -93,12 +93,6 @@ class PGD:
         (grad,) = torch.autograd.grad(loss, x_adv)
         return grad, logits.detach()
 
-    def predict(self, x_adv: torch.Tensor) -> torch.Tensor:
-        """Logits used to decide whether an iterate already fools the model: (B, num_classes)."""
-        with torch.no_grad():
-            logits: torch.Tensor = self.model(x_adv)
-        return logits
-
     def __call__(
         self,
         images: torch.Tensor,
@@ -128,35 +122,23 @@ class PGD:
                 if self.random_start
                 else images.clone()
             )
-            if not self.keep_first_success:
-                with torch.enable_grad():
-                    for _ in range(self.steps):
-                        grad, _ = self.loss_gradient(x_adv, labels)
-                        x_adv = project(
-                            ascent_step(x_adv, grad, self.alpha, self.norm),
-                            images,
-                            self.eps,
-                            self.norm,
-                        )
-                return x_adv.detach()
-            # Per image, the first iterate that fools the model is kept: more steps (same seed,
-            # so the same trajectory, extended) can then never raise the robust accuracy.
+            # With keep_first_success, each image keeps the first iterate that fools the model:
+            # more steps (same seed, so the same trajectory, extended) can then never raise the
+            # robust accuracy. Images not fooled along the way end at the last iterate.
             best = x_adv.clone()
             fooled = torch.zeros(images.shape[0], dtype=torch.bool, device=images.device)
-            view = (-1, *([1] * (images.dim() - 1)))
+            view = (-1, *([1] * (images.dim() - 1)))  # (B,) -> (B, 1, 1, 1)
             with torch.enable_grad():
                 for _ in range(self.steps):
                     grad, logits = self.loss_gradient(x_adv, labels)
-                    newly = (logits.argmax(dim=1) != labels) & ~fooled
-                    best = torch.where(newly.view(view), x_adv, best)
-                    fooled |= newly
+                    if self.keep_first_success:
+                        newly = (logits.argmax(dim=1) != labels) & ~fooled
+                        best = torch.where(newly.view(view), x_adv, best)
+                        fooled |= newly
                     x_adv = project(
                         ascent_step(x_adv, grad, self.alpha, self.norm), images, self.eps, self.norm
                     )
-            newly = (self.predict(x_adv).argmax(dim=1) != labels) & ~fooled
-            fooled |= newly
-            # Unfooled images end at the last iterate (the strongest point of the ascent).
-            return torch.where(fooled.view(view), torch.where(newly.view(view), x_adv, best), x_adv)
+            return torch.where(fooled.view(view), best, x_adv).detach()
         finally:
             self.model.train(was_training)
 
@@ -210,14 +192,6 @@ class EOTPGD(PGD):
             grad_sum += grad
             logit_sum += logits
         return grad_sum / self.eot_samples, logit_sum / self.eot_samples
-
-    def predict(self, x_adv: torch.Tensor) -> torch.Tensor:
-        """Logits averaged over ``eot_samples`` draws of the model's randomness."""
-        with torch.no_grad():
-            total: torch.Tensor = self.model(x_adv)
-            for _ in range(self.eot_samples - 1):
-                total = total + self.model(x_adv)
-        return total / self.eot_samples
 
 
 def autoattack(
