@@ -134,7 +134,9 @@ def test_quickstart_on_the_bundled_sample(
     assert "| SimCLR |" in printed
 
 
-def test_train_probe_evaluate(tmp_path: Path, image_folder: Path) -> None:
+def test_train_probe_evaluate(
+    tmp_path: Path, image_folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     run = tmp_path / "run"
     assert (
         main(
@@ -190,12 +192,30 @@ def test_train_probe_evaluate(tmp_path: Path, image_folder: Path) -> None:
                 "linf-8/255",
                 "l2-0.5",
                 "--no-progress",
+                "--attach",
+                str(probe_dir),
+                str(run),
             ]
         )
         == 0
     )
     report = json.loads(report_path.read_text())
     assert report["n_images"] == 4  # the held-out images of the training run only
+    # The report is now in both model cards, with the training settings of the run.
+    from huggingface_hub import ModelCard
+
+    for folder in (probe_dir, run):
+        card = ModelCard.load(folder / "README.md")
+        assert card.data.eval_results is not None
+        assert len(card.data.eval_results) == 3  # clean, linf, l2
+    assert "| epochs | 1 |" in (run / "README.md").read_text()
+    other = tmp_path / "other"
+    RoCLEncoder(width=4).save_pretrained(other)
+    with pytest.raises(SystemExit):
+        main(["card", str(other), "--report", str(report_path)])
+    assert "evaluated other weights" in capsys.readouterr().err
+    assert main(["card", str(run), "--repo-id", "org/tiny"]) == 0
+    assert 'from_pretrained("org/tiny")' in (run / "README.md").read_text()
     assert [r["name"] for r in report["results"]] == ["linf-8/255", "l2-0.5"]
     assert report_path.with_suffix(".md").is_file()
     smoothed = tmp_path / "smoothed.json"
@@ -303,3 +323,23 @@ def test_evaluate_refuses_split_with_test_split(
             ]
         )
     assert "--test-split" in capsys.readouterr().err
+
+
+def test_push_and_list_pretrained(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import huggingface_hub
+
+    uploaded: list[str] = []
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda self, *a, **k: None)
+
+    def upload_folder(self: object, *, folder_path: Path, **kwargs: object) -> str:
+        uploaded.extend(sorted(p.name for p in Path(folder_path).iterdir()))
+        return "https://hub/commit/2"
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
+    RoCLEncoder(width=4).save_pretrained(tmp_path / "enc")
+    assert main(["push", str(tmp_path / "enc"), "org/tiny-enc"]) == 0
+    assert uploaded == ["README.md", "config.json", "model.safetensors"]
+    assert "https://hub/commit/2" in capsys.readouterr().out
+    assert main(["list-pretrained"]) == 0

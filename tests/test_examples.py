@@ -174,3 +174,15 @@ def test_example_has_docstring_and_tiny_flag(name: str) -> None:
     source = (EXAMPLES / name).read_text()
     assert source.lstrip().startswith('"""'), f"{name} needs a module docstring"
     assert '"--tiny"' in source, f"{name} needs a --tiny flag"
+
+
+def test_publish_model(tmp_path: Path) -> None:
+    from huggingface_hub import ModelCard
+
+    out = tmp_path / "publish"
+    completed = run_example("publish_model.py", "--out", out)
+    assert "identical features" in completed.stdout
+    card = ModelCard.load(out / "encoder" / "README.md")
+    names = [r.metric_name for r in card.data.eval_results or []]
+    assert names == ["clean accuracy", "robust accuracy, PGD-20 linf eps=8/255 step=2/255"]
+    assert (out / "probe" / "eval_results.json").is_file()

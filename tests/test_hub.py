@@ -81,3 +81,55 @@ def test_unknown_revision_offline_is_a_clear_error(tmp_path: Path) -> None:
 def test_neither_folder_nor_repo_id(name: str) -> None:
     with pytest.raises(FileNotFoundError, match="neither a folder"):
         resolve_model_folder(name, local_files_only=True)
+
+
+def test_a_pickle_only_checkpoint_is_refused_with_the_fix(tmp_path: Path) -> None:
+    torch.save({"model": RoCLEncoder(width=4).state_dict()}, tmp_path / "pytorch_model.bin")
+    with pytest.raises(ValueError, match=r"only pickle files.*robust-contrastive convert"):
+        RoCLEncoder.from_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="pickle checkpoint"):
+        RoCLEncoder.from_pretrained(tmp_path / "pytorch_model.bin")
+
+
+def test_push_to_hub_uploads_what_save_pretrained_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import huggingface_hub
+
+    calls: dict[str, object] = {}
+
+    def create_repo(self: object, repo_id: str, **kwargs: object) -> None:
+        calls["create_repo"] = (repo_id, kwargs)
+
+    def upload_folder(self: object, *, folder_path: Path, **kwargs: object) -> object:
+        files = sorted(p.relative_to(folder_path).as_posix() for p in Path(folder_path).rglob("*"))
+        calls["files"] = files
+        calls["card"] = (Path(folder_path) / "README.md").read_text()
+        calls["upload"] = kwargs
+        return type("Commit", (), {"pr_url": None, "commit_url": "https://hub/commit/1"})()
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
+    probe = RobustLinearProbe(RoCLEncoder(width=4), num_classes=3)
+    url = probe.push_to_hub("rocl-org/tiny-probe", private=True)
+    assert url == "https://hub/commit/1"
+    assert calls["create_repo"] == (
+        "rocl-org/tiny-probe",
+        {"repo_type": "model", "private": True, "exist_ok": True},
+    )
+    saved = probe.save_pretrained(tmp_path / "local")
+    local = sorted(p.relative_to(saved).as_posix() for p in saved.rglob("*"))
+    assert calls["files"] == local
+    assert {"README.md", "config.json", "model.safetensors", "encoder/README.md"} <= set(local)
+    assert 'RobustLinearProbe.from_pretrained("rocl-org/tiny-probe")' in str(calls["card"])
+    upload = calls["upload"]
+    assert isinstance(upload, dict)
+    assert upload["repo_id"] == "rocl-org/tiny-probe"
+    assert "*.safetensors" in upload["allow_patterns"]
+
+
+def test_push_refuses_a_folder_without_weights(tmp_path: Path) -> None:
+    from robust_contrastive.hub import push_folder_to_hub
+
+    with pytest.raises(FileNotFoundError, match="save_pretrained"):
+        push_folder_to_hub(tmp_path, "rocl-org/x")

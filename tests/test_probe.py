@@ -265,6 +265,7 @@ def test_save_and_load_round_trip(encoder: RoCLEncoder, tmp_path: Path) -> None:
     probe.fit(images, labels, progress=False)
     probe.save_pretrained(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "README.md",  # the generated model card
         "config.json",
         "encoder",
         "model.safetensors",

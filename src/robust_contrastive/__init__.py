@@ -19,7 +19,9 @@ from .evaluation import (
     transfer_accuracy,
 )
 from .losses import nt_xent_loss
+from .model_card import attach_evaluation, write_model_card
 from .models import ProjectionHead, RoCLEncoder
+from .registry import ChecksumError, PretrainedModel, list_pretrained, register_pretrained
 from .training import RoCLTrainer, TrainConfig, TrainResult
 
 __version__ = "0.1.0"
@@ -27,9 +29,11 @@ __version__ = "0.1.0"
 __all__ = [
     "EOTPGD",
     "PGD",
+    "ChecksumError",
     "FinetuneConfig",
     "ImageDataset",
     "InstanceWiseAttack",
+    "PretrainedModel",
     "ProjectionHead",
     "RoCLEncoder",
     "RoCLTrainer",
@@ -42,12 +46,16 @@ __all__ = [
     "TrainResult",
     "TransformationSmoothedClassifier",
     "__version__",
+    "attach_evaluation",
     "autoattack",
     "evaluate_robustness",
     "finetune",
+    "list_pretrained",
     "load_dataset",
     "load_sample",
     "nt_xent_loss",
+    "register_pretrained",
     "train_val_split",
     "transfer_accuracy",
+    "write_model_card",
 ]

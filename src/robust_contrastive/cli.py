@@ -1,4 +1,4 @@
-"""The ``robust-contrastive`` command line: ``train`` and ``quickstart``."""
+"""The ``robust-contrastive`` command line (train, quickstart, probe, evaluate, card, push...)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,10 @@ from .evaluation.finetuning import RobustClassifier
 from .evaluation.probe import RobustLinearProbe
 from .evaluation.smoothing import TransformationSmoothedClassifier
 from .evaluation.suite import DEFAULT_THREATS, THREATS, evaluate_robustness
+from .hub import push_folder_to_hub
+from .model_card import attach_evaluation, weights_checksums, write_model_card
 from .models.pretrained import CONFIG_NAME
+from .registry import list_pretrained
 from .training import NonFiniteLossError, RoCLTrainer, TrainConfig
 
 logger = logging.getLogger("robust_contrastive")
@@ -389,12 +392,69 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             "data": str(args.data),
             "split": args.split,
             "smoothed": args.smoothed,
+            "weights_sha256": weights_checksums(args.model),
         }
     )
     path = report.to_json(args.out)
     Path(path).with_suffix(".md").write_text(report.to_markdown() + "\n")
     print(report.to_markdown())
     print(f"\nreport: {path} (and {Path(path).with_suffix('.md')})")
+    if args.attach:
+        split = _split_description(args, report.n_images)
+        for folder in args.attach:
+            card = attach_evaluation(folder, report, dataset=args.data, split=split)
+            print(f"model card: {card}")
+    return 0
+
+
+def _split_description(args: argparse.Namespace, n_images: int) -> str:
+    if args.test_split:
+        return f"official test split, first {n_images} images"
+    if args.split:
+        return f"held-out validation images of the training set ({n_images}, never trained on)"
+    return f"first {n_images} images of the training set (not held out)"
+
+
+def _cmd_card(args: argparse.Namespace) -> int:
+    path = None
+    for report_path in args.report:
+        report = json.loads(Path(report_path).read_text())
+        path = attach_evaluation(
+            args.folder,
+            report,
+            dataset=args.dataset,
+            split=args.split,
+            description=args.description,
+        )
+    if path is None:
+        path = write_model_card(args.folder, repo_id=args.repo_id, license=args.license)
+    print(f"model card: {path}")
+    return 0
+
+
+def _cmd_push(args: argparse.Namespace) -> int:
+    write_model_card(args.folder, repo_id=args.repo_id, license=args.license)
+    url = push_folder_to_hub(
+        args.folder,
+        args.repo_id,
+        private=args.private or None,
+        revision=args.revision,
+        create_pr=args.create_pr,
+        commit_message=args.message,
+    )
+    print(f"pushed {args.folder} to {args.repo_id}: {url}")
+    return 0
+
+
+def _cmd_list_pretrained(args: argparse.Namespace) -> int:
+    entries = list_pretrained()
+    if not entries:
+        print("no pretrained models are registered in this version.")
+    for entry in entries:
+        where = "bundled" if entry.bundled else "hub"
+        print(f"{entry.name}\t{entry.model_type}\t{entry.repo_id}@{entry.revision[:10]} ({where})")
+        if entry.description:
+            print(f"    {entry.description}")
     return 0
 
 
@@ -530,7 +590,46 @@ def build_parser() -> argparse.ArgumentParser:
         help="EOT samples per step for randomised models (default: 10)",
     )
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
+    evaluate.add_argument(
+        "--attach",
+        nargs="+",
+        metavar="FOLDER",
+        help="record the report in these folders' model cards (the model's folder and/or its "
+        "encoder's; other weights are refused)",
+    )
     evaluate.set_defaults(func=_cmd_evaluate)
+
+    card = sub.add_parser(
+        "card", help="(re)generate a folder's model card, attaching evaluation reports"
+    )
+    card.add_argument("folder", help="a save_pretrained folder")
+    card.add_argument(
+        "--report",
+        nargs="*",
+        default=[],
+        help="report JSON files of `robust-contrastive evaluate` to record in the card",
+    )
+    card.add_argument("--dataset", default="cifar10", help="dataset id of the evaluated images")
+    card.add_argument(
+        "--split", default="held-out validation images", help="which images were evaluated"
+    )
+    card.add_argument("--description", default="", help="how the figures were obtained")
+    card.add_argument("--repo-id", help="the Hub repo the card is for (loading snippet)")
+    card.add_argument("--license", default="mit", help="license id of the weights (mit)")
+    card.set_defaults(func=_cmd_card)
+
+    push = sub.add_parser("push", help="upload a save_pretrained folder to the Hugging Face Hub")
+    push.add_argument("folder", help="a save_pretrained folder (its card is regenerated)")
+    push.add_argument("repo_id", help="'org/name' of the Hub model repo (created if needed)")
+    push.add_argument("--private", action="store_true", help="create the repo private")
+    push.add_argument("--revision", help="branch to push to (default: main)")
+    push.add_argument("--create-pr", action="store_true", help="open a pull request instead")
+    push.add_argument("--message", default="Upload model with robust-contrastive")
+    push.add_argument("--license", default="mit", help="license id of the weights (mit)")
+    push.set_defaults(func=_cmd_push)
+
+    listed = sub.add_parser("list-pretrained", help="list the registered pretrained models")
+    listed.set_defaults(func=_cmd_list_pretrained)
 
     convert = sub.add_parser(
         "convert", help="convert a checkpoint of the original RoCL code to this library's format"

@@ -30,7 +30,7 @@ from typing import Any, ClassVar, TypeVar
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -51,7 +51,6 @@ from ..models import ProjectionHead, RoCLEncoder
 from ..models.encoder import _ARCHS
 from ..models.pretrained import (
     CONFIG_NAME,
-    WEIGHTS_NAME,
     PretrainedMixin,
     load_state_dict_strict,
     read_pretrained_config,
@@ -162,24 +161,18 @@ class RobustClassifier(PretrainedMixin):
         logits: torch.Tensor = self.head(self.encoder(images))
         return logits
 
-    def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
-        """Write the head (``config.json``, ``model.safetensors``) into ``directory`` and the
-        encoder into ``directory/encoder``; every file is written atomically (temp + rename).
+    def pretrained_state(self) -> dict[str, torch.Tensor]:
+        """The head's tensors: ``weight`` (num_classes, feature_dim) and ``bias`` (num_classes,).
 
-        Returns:
-            The directory, as a ``Path``.
+        ``save_pretrained(dir)`` writes them to ``dir/model.safetensors`` with the head's
+        ``config.json`` and the model card, and the encoder (its own ``save_pretrained``
+        layout) to ``dir/encoder``. Every file is written atomically (temp + rename).
         """
-        out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
-        self.encoder.save_pretrained(out / ENCODER_DIR)
-        tensors = {k: v.detach().to("cpu").contiguous() for k, v in self.head.state_dict().items()}
-        tmp_weights = out / (WEIGHTS_NAME + ".tmp")
-        save_file(tensors, str(tmp_weights), metadata={"format": "pt"})
-        os.replace(tmp_weights, out / WEIGHTS_NAME)
-        _atomic_write_text(
-            out / CONFIG_NAME, json.dumps(self.config_dict(), indent=2, sort_keys=True) + "\n"
-        )
-        return out
+        return dict(self.head.state_dict())
+
+    def save_submodels(self, directory: Path) -> None:
+        """Write the encoder into ``directory/encoder``."""
+        self.encoder.save_pretrained(directory / ENCODER_DIR)
 
     @classmethod
     def from_pretrained(

@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -41,9 +41,7 @@ from ..data import ImageDataset
 from ..hub import resolve_model_folder
 from ..models.encoder import RoCLEncoder
 from ..models.pretrained import (
-    CONFIG_NAME,
     FORMAT_VERSION,
-    WEIGHTS_NAME,
     PretrainedMixin,
     load_state_dict_strict,
     read_pretrained_config,
@@ -656,29 +654,18 @@ class RobustLinearProbe(PretrainedMixin):
         adversarial = kwargs.pop("adversarial", False)
         return cls(encoder, num_classes, adversarial, **kwargs)
 
-    def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
-        """Write the probe into ``directory`` (created if needed).
+    def pretrained_state(self) -> dict[str, torch.Tensor]:
+        """The head's tensors: ``weight`` (num_classes, feature_dim) and ``bias`` (num_classes,).
 
-        Layout: ``config.json`` (model_type, num_classes, feature_dim, adversarial and the
-        training settings), ``model.safetensors`` (the head only: ``weight``
-        (num_classes, feature_dim) and ``bias`` (num_classes,)) and ``encoder/`` (the encoder's
-        own ``save_pretrained``). Files are written to temporary names and renamed. A custom
-        ``attack`` or ``augmentation`` is not saved.
-
-        Returns:
-            The directory, as a ``Path``.
+        ``save_pretrained(dir)`` writes them to ``dir/model.safetensors`` with the head's
+        ``config.json`` and the model card, and the encoder (its own ``save_pretrained``
+        layout) to ``dir/encoder``. Every file is written atomically (temp + rename).
         """
-        out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
-        self.encoder.save_pretrained(out / ENCODER_DIR)
-        tensors = {k: v.detach().to("cpu").contiguous() for k, v in self.head.state_dict().items()}
-        tmp_weights = out / (WEIGHTS_NAME + ".tmp")
-        save_file(tensors, str(tmp_weights), metadata={"format": "pt"})
-        os.replace(tmp_weights, out / WEIGHTS_NAME)
-        tmp_config = out / (CONFIG_NAME + ".tmp")
-        tmp_config.write_text(json.dumps(self.config_dict(), indent=2, sort_keys=True) + "\n")
-        os.replace(tmp_config, out / CONFIG_NAME)
-        return out
+        return dict(self.head.state_dict())
+
+    def save_submodels(self, directory: Path) -> None:
+        """Write the encoder into ``directory/encoder``."""
+        self.encoder.save_pretrained(directory / ENCODER_DIR)
 
     def config_dict(self) -> dict[str, Any]:
         """The JSON-serialisable configuration stored in ``config.json``."""

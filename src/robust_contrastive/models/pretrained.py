@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -16,6 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .._io import atomic_write_text
 from ..hub import resolve_model_folder
 
 WEIGHTS_NAME = "model.safetensors"
@@ -43,25 +45,109 @@ class PretrainedMixin(nn.Module):
             **asdict(self.config),
         }
 
-    def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` into ``directory`` (created if needed).
+    def pretrained_state(self) -> dict[str, torch.Tensor]:
+        """The tensors written to ``model.safetensors`` (default: the whole state dict)."""
+        return dict(self.state_dict())
+
+    def save_submodels(self, directory: Path) -> None:
+        """Write sub-models that have their own folder (e.g. ``encoder/``); default: none."""
+
+    def save_pretrained(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        training: Any = None,
+        evaluation: Any = None,
+        dataset: str = "cifar10",
+        split: str = "held-out split",
+        license: str = "mit",
+    ) -> Path:
+        """Write ``config.json``, ``model.safetensors`` and a model card ``README.md``.
 
         Files are written to a temporary name and renamed, so an interrupted save never leaves a
-        half-written file under the final name.
+        half-written file under the final name. The card is generated from the folder's files
+        (see :mod:`robust_contrastive.model_card`): pass ``training`` and ``evaluation`` to
+        record them there first.
+
+        Args:
+            directory: the folder (created if needed).
+            training: the run's ``TrainConfig`` (or its ``to_dict()``), written to
+                ``train_config.json``.
+            evaluation: a ``RobustnessReport`` (or a list of them) measured on these weights,
+                recorded in ``eval_results.json`` with the weights' SHA-256.
+            dataset: the dataset id of the evaluation images (``"cifar10"``).
+            split: which images were evaluated.
+            license: the license id written into the card.
 
         Returns:
             The directory, as a ``Path``.
         """
+        from ..model_card import TRAIN_CONFIG_NAME, attach_evaluation, write_model_card
+
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
-        tensors = {k: v.detach().to("cpu").contiguous() for k, v in self.state_dict().items()}
+        self.save_submodels(out)
+        tensors = {k: v.detach().to("cpu").contiguous() for k, v in self.pretrained_state().items()}
         tmp_weights = out / (WEIGHTS_NAME + ".tmp")
         save_file(tensors, str(tmp_weights), metadata={"format": "pt"})
         os.replace(tmp_weights, out / WEIGHTS_NAME)
-        tmp_config = out / (CONFIG_NAME + ".tmp")
-        tmp_config.write_text(json.dumps(self.config_dict(), indent=2, sort_keys=True) + "\n")
-        os.replace(tmp_config, out / CONFIG_NAME)
+        atomic_write_text(
+            out / CONFIG_NAME, json.dumps(self.config_dict(), indent=2, sort_keys=True) + "\n"
+        )
+        if training is not None:
+            values = training.to_dict() if hasattr(training, "to_dict") else dict(training)
+            atomic_write_text(out / TRAIN_CONFIG_NAME, json.dumps(values, indent=2) + "\n")
+        reports = [] if evaluation is None else evaluation
+        for report in reports if isinstance(reports, (list, tuple)) else [reports]:
+            attach_evaluation(out, report, dataset=dataset, split=split)
+        write_model_card(out, license=license)
         return out
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        private: bool | None = None,
+        token: str | bool | None = None,
+        revision: str | None = None,
+        commit_message: str = "Upload model with robust-contrastive",
+        create_pr: bool = False,
+        training: Any = None,
+        evaluation: Any = None,
+        dataset: str = "cifar10",
+        split: str = "held-out split",
+        license: str = "mit",
+    ) -> str:
+        """Save the model (the same files as :meth:`save_pretrained`) and upload them to the Hub.
+
+        To publish a trained run folder with everything already recorded in it (training
+        config, metrics, attached evaluations), use ``robust-contrastive push FOLDER REPO_ID``.
+
+        Returns:
+            The URL of the commit (or pull request).
+        """
+        from ..hub import push_folder_to_hub
+        from ..model_card import write_model_card
+
+        with tempfile.TemporaryDirectory(prefix="robust-contrastive-push-") as tmp:
+            folder = self.save_pretrained(
+                tmp,
+                training=training,
+                evaluation=evaluation,
+                dataset=dataset,
+                split=split,
+                license=license,
+            )
+            write_model_card(folder, repo_id=repo_id, license=license)
+            return push_folder_to_hub(
+                folder,
+                repo_id,
+                private=private,
+                token=token,
+                revision=revision,
+                commit_message=commit_message,
+                create_pr=create_pr,
+            )
 
     @classmethod
     def from_pretrained(

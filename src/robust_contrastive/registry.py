@@ -1,0 +1,195 @@
+"""Named pretrained models: short names pinned to a Hub repo, a revision and weight checksums.
+
+``RoCLEncoder.from_pretrained("rocl-resnet18-cifar10")`` (and every other ``from_pretrained``)
+accepts a registered name. The name resolves to
+
+* the model's files shipped inside this package (``robust_contrastive/pretrained/NAME``), when
+  present: they load offline, on a fresh clone or a wheel install; otherwise
+* the Hub repo ``repo_id`` at the pinned ``revision`` (a commit hash), through the Hugging Face
+  cache (so ``HF_HUB_OFFLINE=1`` works once it has been downloaded).
+
+Either way every weight file is checked against the SHA-256 recorded in the registry before
+anything is loaded; a mismatch is an error. Entries are written from real folders by
+:func:`entry_from_folder` (never typed by hand) into ``pretrained/registry.json``;
+:func:`register_pretrained` adds entries at run time (an organisation's own models, tests).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._io import sha256_file
+
+logger = logging.getLogger(__name__)
+
+PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+REGISTRY_FILE = PRETRAINED_DIR / "registry.json"
+REGISTRY_VERSION = 1
+_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class ChecksumError(ValueError):
+    """A registered model's weight file does not have the SHA-256 the registry records."""
+
+
+@dataclass(frozen=True)
+class PretrainedModel:
+    """One registry entry."""
+
+    name: str  # short name, e.g. "rocl-resnet18-cifar10"
+    repo_id: str  # the Hugging Face Hub repo holding the files ("org/name")
+    revision: str  # the pinned commit of that repo (40 hex digits)
+    model_type: str  # config.json's model_type: "rocl-encoder", "rocl-linear-probe", ...
+    sha256: dict[str, str] = field(default_factory=dict)  # weight file -> SHA-256 hex digest
+    description: str = ""  # one line: method, architecture, data, headline figures
+    bundled: bool = False  # the files ship in robust_contrastive/pretrained/NAME
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name):
+            raise ValueError(
+                f"registry name {self.name!r} must be lower-case letters, digits, '.' and '-'."
+            )
+        if self.repo_id.count("/") != 1:
+            raise ValueError(f"repo_id must be 'org/name', got {self.repo_id!r}.")
+        if not _COMMIT.match(self.revision):
+            raise ValueError(
+                f"revision of {self.name!r} must be a 40-hex-digit commit hash (a pin), got "
+                f"{self.revision!r}."
+            )
+        if not self.sha256 or not all(_SHA256.match(v) for v in self.sha256.values()):
+            raise ValueError(
+                f"sha256 of {self.name!r} must map each weight file to a 64-hex-digit digest."
+            )
+        for file in self.sha256:
+            if Path(file).is_absolute() or ".." in Path(file).parts:
+                raise ValueError(f"weight file {file!r} of {self.name!r} must be relative.")
+
+    @property
+    def folder(self) -> Path | None:
+        """The bundled folder, when the files ship with the package."""
+        return PRETRAINED_DIR / self.name if self.bundled else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_RUNTIME: dict[str, PretrainedModel] = {}
+
+
+def _load_registry_file(path: Path = REGISTRY_FILE) -> list[PretrainedModel]:
+    if not path.is_file():
+        return []
+    raw = json.loads(path.read_text())
+    if raw.get("format_version") != REGISTRY_VERSION:
+        raise ValueError(
+            f"{path} has format_version {raw.get('format_version')!r}; expected {REGISTRY_VERSION}."
+        )
+    return [PretrainedModel(**entry) for entry in raw.get("models", [])]
+
+
+def _files_exist(entry: PretrainedModel) -> bool:
+    folder = entry.folder
+    return folder is None or all((folder / f).is_file() for f in entry.sha256)
+
+
+def list_pretrained() -> list[PretrainedModel]:
+    """The registered models whose files exist, sorted by name.
+
+    Bundled entries are listed only when their files are in the package; Hub-only entries are
+    listed because they are registered from a published revision.
+    """
+    entries = {e.name: e for e in _load_registry_file()}
+    entries.update(_RUNTIME)
+    listed = []
+    for name in sorted(entries):
+        if _files_exist(entries[name]):
+            listed.append(entries[name])
+        else:
+            logger.warning(
+                "registered model %s has no files in %s: not listed", name, PRETRAINED_DIR
+            )
+    return listed
+
+
+def get_pretrained(name: str) -> PretrainedModel | None:
+    """The entry called ``name``, or None when no such model is listed."""
+    for entry in list_pretrained():
+        if entry.name == name:
+            return entry
+    return None
+
+
+def register_pretrained(entry: PretrainedModel, *, overwrite: bool = False) -> None:
+    """Add ``entry`` to the registry of this process (e.g. an organisation's own models)."""
+    known = {e.name for e in _load_registry_file()} | set(_RUNTIME)
+    if entry.name in known and not overwrite:
+        raise ValueError(
+            f"a model called {entry.name!r} is already registered: pick another name or pass "
+            "overwrite=True."
+        )
+    _RUNTIME[entry.name] = entry
+
+
+def unregister_pretrained(name: str) -> None:
+    """Remove a model added by :func:`register_pretrained` (bundled entries stay)."""
+    _RUNTIME.pop(name, None)
+
+
+def entry_from_folder(
+    folder: str | os.PathLike[str],
+    *,
+    name: str,
+    repo_id: str,
+    revision: str,
+    description: str = "",
+    bundled: bool = False,
+) -> PretrainedModel:
+    """A registry entry for a ``save_pretrained`` folder: model type and checksums read from it.
+
+    Every ``*.safetensors`` file under the folder gets a checksum, so an encoder's projector or
+    a probe's encoder is covered too.
+    """
+    root = Path(folder)
+    config = json.loads((root / "config.json").read_text())
+    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.safetensors"))
+    return PretrainedModel(
+        name=name,
+        repo_id=repo_id,
+        revision=revision,
+        model_type=str(config["model_type"]),
+        sha256={f: sha256_file(root / f) for f in files},
+        description=description,
+        bundled=bundled,
+    )
+
+
+def verify_checksums(entry: PretrainedModel, folder: str | os.PathLike[str]) -> None:
+    """Check every weight file of ``entry`` in ``folder`` against the registry.
+
+    Raises:
+        ChecksumError: a file is missing or its SHA-256 differs; the message says what to do.
+    """
+    root = Path(folder)
+    for file, expected in entry.sha256.items():
+        path = root / file
+        if not path.is_file():
+            raise ChecksumError(
+                f"{entry.name}: {path} is missing; the registry expects it (revision "
+                f"{entry.revision} of {entry.repo_id})."
+            )
+        actual = sha256_file(path)
+        if actual != expected:
+            raise ChecksumError(
+                f"{entry.name}: {path} has SHA-256 {actual}, but the registry pins {expected} "
+                f"(revision {entry.revision} of {entry.repo_id}). The file is corrupt or was "
+                "replaced: delete it from the Hugging Face cache (or reinstall the package for a "
+                "bundled model) and load again. Nothing was loaded."
+            )
