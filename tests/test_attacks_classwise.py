@@ -178,4 +178,4 @@ def test_autoattack_without_the_extra(
 
     monkeypatch.setattr(importlib, "import_module", missing)
     with pytest.raises(ImportError, match=r"robust-contrastive\[eval\]"):
-        autoattack(classifier, *test_data)
+        autoattack(classifier, *test_data, num_classes=NUM_CLASSES)

@@ -343,3 +343,19 @@ def test_push_and_list_pretrained(
     assert uploaded == ["README.md", "config.json", "model.safetensors"]
     assert "https://hub/commit/2" in capsys.readouterr().out
     assert main(["list-pretrained"]) == 0
+
+
+def test_train_refuses_to_overwrite_a_run(
+    tmp_path: Path, image_folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    command = ["train", "--data", str(image_folder), "--out", str(out), *TINY_FLAGS]
+    assert main(command) == 0
+    checkpoint = (out / "checkpoints" / "last.pt").read_bytes()
+    weights = (out / "model.safetensors").read_bytes()
+    with pytest.raises(SystemExit):
+        main(command)
+    assert "--resume" in capsys.readouterr().err
+    assert (out / "checkpoints" / "last.pt").read_bytes() == checkpoint  # nothing damaged
+    assert (out / "model.safetensors").read_bytes() == weights
+    assert main([*command, "--overwrite"]) == 0

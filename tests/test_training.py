@@ -71,6 +71,8 @@ def _assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor])
         ({"precision": "fp8"}, "precision"),
         ({"regularizer_forward": "both"}, "regularizer_forward"),
         ({"grad_clip": 0.0}, "grad_clip"),
+        ({"channels_last": True, "width": 4}, "width >= 8"),
+        ({"attack_fold_batchnorm": 1}, "attack_fold_batchnorm"),
     ],
 )
 def test_config_validation(changes: dict[str, Any], message: str) -> None:
@@ -375,3 +377,54 @@ def test_without_drop_last_the_smaller_last_batch_is_trained(data: torch.Tensor)
     trainer.compute_loss = recording  # type: ignore[method-assign]
     trainer.fit(data[:17])  # a last batch of one image has no negatives: skipped
     assert seen == [8, 8]
+
+
+def test_full_disk_during_training_keeps_the_last_checkpoint(
+    tmp_path: Path, data: torch.Tensor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from robust_contrastive.training import checkpoint
+
+    real_save = torch.save
+    calls = {"n": 0}
+
+    def save(obj: Any, handle: Any, *args: Any, **kwargs: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:  # the second checkpoint hits a full disk
+            handle.write(b"partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_save(obj, handle, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint.torch, "save", save)
+    config = replace(TINY, epochs=3, checkpoint_every=1)
+    with pytest.raises(OSError, match=r"previous checkpoint is intact.*--resume"):
+        RoCLTrainer(config, tmp_path).fit(data)
+    monkeypatch.undo()
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["epoch"] == 1
+    assert not list((tmp_path / "checkpoints").glob("*.tmp"))
+    resumed = RoCLTrainer(config, tmp_path)
+    result = resumed.fit(data, resume=True)  # disk space freed: the run finishes
+    assert [r["epoch"] for r in result.history] == [1, 2, 3]
+    uninterrupted = RoCLTrainer(config)
+    uninterrupted.fit(data)
+    _assert_same_weights(_weights(resumed), _weights(uninterrupted))
+
+
+def test_unwritable_out_dir_fails_before_training(tmp_path: Path, data: torch.Tensor) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("keep me")
+    trainer = RoCLTrainer(TINY, blocker / "run")
+    before = _weights(trainer)
+    with pytest.raises(OSError, match=r"cannot write to out_dir.*nothing was trained"):
+        trainer.fit(data)
+    _assert_same_weights(_weights(trainer), before)
+    assert blocker.read_text() == "keep me"
+
+
+def test_checkpoint_carries_rng_states_and_format_version(
+    tmp_path: Path, data: torch.Tensor
+) -> None:
+    RoCLTrainer(TINY, tmp_path).fit(data)
+    state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert state["format_version"] == 1
+    for key in ("config", "order_generator", "generator", "torch_rng_state", "optimizer"):
+        assert key in state

@@ -199,13 +199,18 @@ class SimCLRAugmentation:
         )  # (B, 4)
 
         b, c, s, hue = self.strengths
-        lo = torch.tensor((1 - b, 1 - c, 1 - s, -hue), device=device)
-        span = torch.tensor((2 * b, 2 * c, 2 * s, 2 * hue), device=device)
+        lo = (1 - b, 1 - c, 1 - s, -hue)
+        span = (2 * b, 2 * c, 2 * s, 2 * hue)
+        flip = rand(batch) < self.flip_p  # drawn in this order: flip, jitter, factors, order, gray
+        jitter = rand(batch) < self.jitter_p
+        # Python scalars, not torch.tensor(..., device=...): a host-to-device copy synchronises.
+        u = rand(batch, 4)  # (B, 4)
+        factors = torch.stack([lo[i] + span[i] * u[:, i] for i in range(4)], dim=1)
         return AugmentationParams(
             crop=crop,
-            flip=rand(batch) < self.flip_p,
-            jitter=rand(batch) < self.jitter_p,
-            factors=lo + span * rand(batch, 4),  # (B, 4)
+            flip=flip,
+            jitter=jitter,
+            factors=factors,  # (B, 4)
             order=rand(batch, 4).argsort(dim=1),  # (B, 4) a random permutation per image
             grayscale=rand(batch) < self.grayscale_p,
         )
@@ -235,7 +240,8 @@ class SimCLRAugmentation:
 
     def _color(self, x: torch.Tensor, params: AugmentationParams) -> torch.Tensor:
         """Colour jitter in each image's own random order, then random grayscale."""
-        identity = torch.tensor((1.0, 1.0, 1.0, 0.0), device=x.device, dtype=x.dtype)
+        # (1, 1, 1, 0), made on the device (torch.tensor(..., device) would be a synced copy).
+        identity = F.pad(torch.ones(3, device=x.device, dtype=x.dtype), (0, 1))
         factors = torch.where(params.jitter.unsqueeze(1), params.factors.to(x.dtype), identity)
         view = (-1, 1, 1, 1)
         for position in range(4):

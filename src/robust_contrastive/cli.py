@@ -14,6 +14,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from ._io import atomic_write_text
 from .data import ImageDataset, load_dataset, train_val_split
 from .evaluation.finetuning import RobustClassifier
 from .evaluation.probe import RobustLinearProbe
@@ -23,7 +24,7 @@ from .hub import push_folder_to_hub
 from .model_card import attach_evaluation, weights_checksums, write_model_card
 from .models.pretrained import CONFIG_NAME
 from .registry import list_pretrained
-from .training import NonFiniteLossError, RoCLTrainer, TrainConfig
+from .training import NonFiniteLossError, RoCLTrainer, TrainConfig, distributed
 
 logger = logging.getLogger("robust_contrastive")
 
@@ -60,7 +61,11 @@ _HELP: dict[str, str] = {
     "seed": "seed of initialisation, data order, augmentation and attacks",
     "device": "auto, cpu, cuda, cuda:1, ...",
     "precision": "fp32 or bf16 (autocast, GPUs)",
-    "channels_last": "channels_last memory format (GPUs)",
+    "channels_last": "channels_last memory format (faster on GPUs and on CPUs; width >= 8)",
+    "attack_fold_batchnorm": "attack a BatchNorm-folded copy of the encoder (same adversary, "
+    "faster)",
+    "compile": "torch.compile the training forward and the attack (GPUs)",
+    "sync_batchnorm": "under torchrun: SyncBatchNorm across processes (CUDA only)",
     "checkpoint_every": "epochs between checkpoints",
     "progress": "show a progress bar",
 }
@@ -138,16 +143,21 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def _run_training(args: argparse.Namespace, config: TrainConfig) -> dict[str, Any]:
     out = Path(args.out)
+    main_process = distributed.is_main_process()
+    if args.download and not main_process:
+        distributed.barrier()  # let rank 0 download alone
     dataset = load_dataset(
         args.data, root=args.data_root, download=args.download, max_per_class=args.max_per_class
     )
+    if args.download and main_process:
+        distributed.barrier()
     train_set = dataset
+    split: dict[str, Any] | None = None
     if args.val_per_class:
         train_idx, val_idx = train_val_split(
             dataset.labels, val_per_class=args.val_per_class, seed=config.seed
         )
         train_set = dataset.subset(train_idx)
-        out.mkdir(parents=True, exist_ok=True)
         split = {
             "data": str(args.data),
             "seed": config.seed,
@@ -155,18 +165,35 @@ def _run_training(args: argparse.Namespace, config: TrainConfig) -> dict[str, An
             "train": train_idx.tolist(),
             "val": val_idx.tolist(),
         }
-        (out / SPLIT_FILE).write_text(json.dumps(split))
     logger.info("training on %d images (%s) into %s", len(train_set), args.data, out)
     start = time.perf_counter()
     result = RoCLTrainer(config, out).fit(train_set, resume=args.resume)
     seconds = time.perf_counter() - start
+    if split is not None and main_process:  # the same seeded split on every process
+        # Written with the weights it belongs to: a run refused on its arguments (a resume with
+        # another seed, too few images...) leaves an existing run's split.json untouched.
+        atomic_write_text(out / SPLIT_FILE, json.dumps(split))
     last = result.history[-1] if result.history else {}
     return {"seconds": seconds, "images": len(train_set), "last": last, "out": out}
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     config = _config_from_args(args)
-    summary = _run_training(args, config)
+    existing = Path(args.out) / "checkpoints" / "last.pt"
+    if existing.exists() and not args.resume and not args.overwrite:
+        raise FileExistsError(
+            f"{args.out} already holds a training run ({existing}): continue it with --resume, "
+            "start it again from scratch with --overwrite, or pick another --out."
+        )
+    # Under torchrun (WORLD_SIZE > 1): one process per GPU (or CPU worker), DDP; rank 0 alone
+    # logs, prints and writes. The group is destroyed at the end only if created here.
+    with distributed.process_group_from_env():
+        main_process = distributed.is_main_process()
+        if not main_process:
+            logger.setLevel(max(logger.getEffectiveLevel(), logging.WARNING))
+        summary = _run_training(args, config)
+    if not main_process:
+        return 0
     out = summary["out"]
     print(
         f"trained {'RoCL' if config.adversarial else 'SimCLR'} on {summary['images']} images "
@@ -296,13 +323,30 @@ def _cmd_quickstart(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_json_object(path: str | Path, what: str) -> dict[str, Any]:
+    """The JSON object in ``path``; ValueError naming the file when it is not one."""
+    try:
+        value = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}): expected {what}.") from err
+    if not isinstance(value, dict):
+        raise ValueError(f"{path} holds a JSON {type(value).__name__}: expected {what}.")
+    return value
+
+
 def _load_split(args: argparse.Namespace, dataset: ImageDataset, part: str) -> ImageDataset:
     if not args.split:
         return dataset
-    split = json.loads(Path(args.split).read_text())
+    what = 'a split.json of `robust-contrastive train --val-per-class` ("train" and "val" lists)'
+    split = _read_json_object(args.split, what)
     if part not in split:
         raise ValueError(f"{args.split} has no {part!r} indices (keys: {sorted(split)}).")
-    return dataset.subset(split[part])
+    indices = split[part]
+    if not isinstance(indices, list) or not all(
+        isinstance(i, int) and not isinstance(i, bool) for i in indices
+    ):
+        raise ValueError(f"{args.split}: {part!r} must be a list of integer image indices.")
+    return dataset.subset(indices)
 
 
 def _cmd_probe(args: argparse.Namespace) -> int:
@@ -343,7 +387,7 @@ def _load_classifier(folder: str) -> RobustLinearProbe | RobustClassifier:
             f"{config_path} not found: --model takes a folder written by "
             "`robust-contrastive probe` (a linear probe) or by fine-tuning (a robust classifier)."
         )
-    model_type = json.loads(config_path.read_text()).get("model_type")
+    model_type = _read_json_object(config_path, "a model's config").get("model_type")
     if model_type == RobustLinearProbe.model_type:
         return RobustLinearProbe.from_pretrained(folder)
     if model_type == RobustClassifier.model_type:
@@ -418,7 +462,7 @@ def _split_description(args: argparse.Namespace, n_images: int) -> str:
 def _cmd_card(args: argparse.Namespace) -> int:
     path = None
     for report_path in args.report:
-        report = json.loads(Path(report_path).read_text())
+        report = _read_json_object(report_path, "a report of `robust-contrastive evaluate`")
         path = attach_evaluation(
             args.folder,
             report,
@@ -463,15 +507,16 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
     encoder = convert_encoder(args.checkpoint)
     out = Path(args.out)
+    # Both checkpoints are converted and checked before anything is written into OUT.
+    projector = convert_projector(args.projector) if args.projector else None
+    if projector is not None and projector.config.in_dim != encoder.feature_dim:
+        raise ValueError(
+            f"the projector takes {projector.config.in_dim} features but the encoder gives "
+            f"{encoder.feature_dim}: the two checkpoints belong to different models."
+        )
     encoder.save_pretrained(out)
     print(f"encoder ({encoder.config.arch}, width {encoder.config.width}): {out}")
-    if args.projector:
-        projector = convert_projector(args.projector)
-        if projector.config.in_dim != encoder.feature_dim:
-            raise ValueError(
-                f"the projector takes {projector.config.in_dim} features but the encoder gives "
-                f"{encoder.feature_dim}: the two checkpoints belong to different models."
-            )
+    if projector is not None:
         projector.save_pretrained(out / "projector")
         print(f"projector: {out / 'projector'}")
     return 0
@@ -491,6 +536,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_arguments(train, required=True, holdout=True)
     train.add_argument("--out", required=True, help="output folder (encoder, projector, logs)")
     train.add_argument("--resume", action="store_true", help="resume from OUT/checkpoints")
+    train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start from scratch even if OUT holds a run (its checkpoint is replaced)",
+    )
     train.add_argument("--simclr", action="store_true", help="plain SimCLR (no attack)")
     _add_config_arguments(train, TrainConfig())
     train.set_defaults(func=_cmd_train)

@@ -120,6 +120,11 @@ class ImageDataset:
                 f"images and labels must have the same length, got {images.shape[0]} images "
                 f"and {labels.shape[0]} labels"
             )
+        if isinstance(self.classes, str):
+            raise TypeError(
+                f"classes must be a sequence of class names, got the string {self.classes!r}: "
+                "pass a tuple such as ('cat', 'dog')"
+            )
         classes = tuple(self.classes)
         for name in classes:
             if not isinstance(name, str):
@@ -237,8 +242,14 @@ def _list_class_files(root: Path, max_per_class: int | None) -> tuple[list[str],
     for name in class_names:
         class_dir = os.path.join(root, name)
         found: list[tuple[str, str]] = []
+        class_real = os.path.realpath(class_dir)
+        visited = {class_real}
         for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            dirnames[:] = [
+                d
+                for d in dirnames
+                if not d.startswith(".") and _first_visit(os.path.join(dirpath, d), visited)
+            ]
             relative = os.path.relpath(dirpath, class_dir)
             prefix = "" if relative == "." else relative.replace(os.sep, "/") + "/"
             for filename in filenames:
@@ -276,7 +287,34 @@ def _read_image(file: str) -> torch.Tensor:
     image: torch.Tensor = decode_image(
         torch.frombuffer(data, dtype=torch.uint8), mode=ImageReadMode.RGB
     )
+    if image.dtype == torch.uint16:  # 16-bit PNG: rescale [0, 65535] to [0, 255], rounded
+        image = ((image.to(torch.int32) * 255 + 32767) // 65535).to(torch.uint8)
+    if image.dtype != torch.uint8:
+        raise RuntimeError(f"unsupported pixel type {image.dtype} (expected 8 or 16 bits)")
     return image
+
+
+def _first_visit(folder: str, visited: set[str]) -> bool:
+    """Whether the walk should enter ``folder``: False (with a warning) for a link back to a
+    folder already walked or to one of its ancestors, which would load images twice or loop."""
+    real = os.path.realpath(folder)
+    if real in visited or any(_contains(real, seen) for seen in visited):
+        logger.warning(
+            "Skipping %s: it links to %s, a folder already loaded (or one of its parents)",
+            folder,
+            real,
+        )
+        return False
+    visited.add(real)
+    return True
+
+
+def _contains(parent: str, child: str) -> bool:
+    """Whether the absolute path ``child`` is ``parent`` or lies under it."""
+    try:
+        return os.path.commonpath([parent, child]) == parent
+    except ValueError:  # different drives (Windows)
+        return False
 
 
 def load_image_folder(
@@ -291,8 +329,12 @@ def load_image_folder(
     folder). Classes are the sub-folders of ``root`` sorted alphabetically, so label ``k`` is
     the ``k``-th name; for the CIFAR-10 JPEG folder this is the standard CIFAR-10 label order.
     Files with the extensions ``.jpg``, ``.jpeg`` and ``.png`` (any case) are decoded as RGB
-    with ``torchvision.io``; other files and hidden entries are ignored. Undecodable files are
-    skipped with a warning.
+    with ``torchvision.io`` (16-bit PNGs are rescaled to 8 bits); other files and hidden entries
+    are ignored. Undecodable files (corrupt, truncated, empty, or another format under an image
+    extension) are skipped: each of the first 10 is named in a warning (the others at DEBUG
+    level), then one warning gives the count; if none can be decoded, a ``ValueError`` is
+    raised. Links inside a class folder are followed, except links back to a folder already
+    walked or to one of its parents (skipped with a warning: they would load images twice).
 
     Args:
         root: The ImageFolder directory.
@@ -343,6 +385,8 @@ def load_image_folder(
                 except (OSError, RuntimeError, ValueError) as error:
                     if len(corrupt) < _MAX_CORRUPT_WARNINGS:
                         logger.warning("Skipping undecodable image %s: %s", file, error)
+                    else:  # the first ones name the problem; the rest would flood the log
+                        logger.debug("Skipping undecodable image %s: %s", file, error)
                     corrupt.append(file)
                     continue
                 if image_size is not None:
@@ -354,12 +398,22 @@ def load_image_folder(
 
     if corrupt:
         logger.warning(
-            "Skipped %d of %d image files under %s that could not be decoded (first: %s)",
+            "Skipped %d of %d image files under %s that could not be decoded (first: %s%s)",
             len(corrupt),
             n_files,
             path,
             corrupt[0],
+            "; files after the first 10 are named at DEBUG level"
+            if len(corrupt) > _MAX_CORRUPT_WARNINGS
+            else "",
         )
+        present = set(labels)
+        empty = [name for k, name in enumerate(classes) if k not in present]
+        if empty and images:
+            logger.warning(
+                "Classes %s have no decodable image left: their labels are kept but unused",
+                empty,
+            )
     if not images:
         raise ValueError(
             f"none of the {n_files} image files under {path} could be decoded; pass a folder "

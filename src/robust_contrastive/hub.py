@@ -77,7 +77,12 @@ def resolve_model_folder(
             "model.safetensors), nor a Hugging Face Hub repo id ('org/name'), nor a registered "
             "name (robust_contrastive.list_pretrained())."
         )
-    return _download(name, revision, cache_dir, local_files_only, token)
+    try:
+        return _download(name, revision, cache_dir, local_files_only, token)
+    except FileNotFoundError as err:  # often a mistyped local folder that reads as "org/name"
+        raise FileNotFoundError(
+            f"no folder {path} exists here, so {name!r} was taken for a Hub repo id: {err}"
+        ) from err
 
 
 def _download(

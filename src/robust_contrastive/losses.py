@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -64,25 +67,49 @@ def nt_xent_loss(
 
     Returns:
         Scalar loss (mean over this process's V*B anchors).
+
+    Raises:
+        TypeError: a view is not a floating-point tensor, or the temperature not a number.
+        ValueError: fewer than 2 views, views that are not (B, D) with D >= 1, views of
+            different shapes or devices, B < 2 (without ``gather_distributed``), or a
+            temperature that is not a finite number > 0. The values are not inspected (that
+            would cost a host synchronisation per step): NaN or inf inputs give a NaN loss,
+            which :class:`~robust_contrastive.RoCLTrainer` reports as a ``NonFiniteLossError``.
     """
     if len(views) < 2:
         raise ValueError(f"nt_xent_loss needs at least 2 views, got {len(views)}.")
+    for v in views:
+        if not isinstance(v, torch.Tensor) or not v.is_floating_point():
+            got = v.dtype if isinstance(v, torch.Tensor) else type(v).__name__
+            raise TypeError(
+                f"views must be floating-point tensors (B, D) (the projector's outputs), got {got}."
+            )
     first = views[0]
-    if first.dim() != 2:
-        raise ValueError(f"views must be (B, D) tensors, got shape {tuple(first.shape)}.")
+    if first.dim() != 2 or first.shape[1] == 0:
+        raise ValueError(
+            f"views must be (B, D) tensors with D >= 1, got shape {tuple(first.shape)}."
+        )
     for v in views[1:]:
         if v.shape != first.shape:
             raise ValueError(
                 f"all views must have the same shape (B, D); got {tuple(first.shape)} and "
                 f"{tuple(v.shape)}: each view holds one row per image of the same batch."
             )
+        if v.device != first.device:
+            raise ValueError(f"all views must be on one device; got {first.device} and {v.device}.")
     if first.shape[0] < 2 and not gather_distributed:
         raise ValueError(
             "a contrastive loss needs at least 2 images per batch (the others are negatives); "
             f"got B={first.shape[0]}."
         )
-    if temperature <= 0:
-        raise ValueError(f"temperature must be positive, got {temperature}.")
+    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
+        raise TypeError(
+            f"temperature must be a number (e.g. 0.5), got {type(temperature).__name__}."
+        )
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise ValueError(
+            f"temperature must be a finite number > 0 (e.g. 0.5), got {temperature!r}."
+        )
 
     num_views, batch = len(views), first.shape[0]
     z = F.normalize(torch.stack(views), dim=-1)  # (V, B, D)
@@ -106,5 +133,6 @@ def nt_xent_loss(
     # Positive similarities: sum over the V-1 other views of the same image.
     sims = torch.einsum("vbd,wbd->bvw", z, z) / temperature  # (B, V, V)
     off_diagonal = ~torch.eye(num_views, dtype=torch.bool, device=z.device)
-    positive_sum = sims[:, off_diagonal].sum()  # sum over anchors and their positives
+    # Sum over anchors and their positives (masked, not indexed: no host synchronisation).
+    positive_sum = sims.masked_fill(~off_diagonal, 0.0).sum()
     return ((num_views - 1) * log_denominator.sum() - positive_sum) / (num_views * batch)

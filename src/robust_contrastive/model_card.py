@@ -115,8 +115,9 @@ def attach_evaluation(
         ValueError: the report evaluated other weights, or is not a report.
     """
     root = Path(folder)
-    data = report.to_dict() if hasattr(report, "to_dict") else dict(report)
-    if "clean_accuracy" not in data or "results" not in data:
+    data = report.to_dict() if hasattr(report, "to_dict") else report
+    data = dict(data) if isinstance(data, Mapping) else data
+    if not isinstance(data, dict) or "clean_accuracy" not in data or "results" not in data:
         raise ValueError(
             "report must be a RobustnessReport (or its to_dict()) from evaluate_robustness."
         )

@@ -21,10 +21,11 @@ import logging
 import os
 import re
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from ._io import sha256_file
+from .hub import _REPO_ID
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ class PretrainedModel:
             raise ValueError(
                 f"registry name {self.name!r} must be lower-case letters, digits, '.' and '-'."
             )
-        if self.repo_id.count("/") != 1:
+        if not _REPO_ID.match(self.repo_id) or ".." in self.repo_id:
             raise ValueError(f"repo_id must be 'org/name', got {self.repo_id!r}.")
         if not _COMMIT.match(self.revision):
             raise ValueError(
@@ -69,8 +70,13 @@ class PretrainedModel:
                 f"sha256 of {self.name!r} must map each weight file to a 64-hex-digit digest."
             )
         for file in self.sha256:
-            if Path(file).is_absolute() or ".." in Path(file).parts:
-                raise ValueError(f"weight file {file!r} of {self.name!r} must be relative.")
+            # Under both path flavours, so that "..\\x" or "C:x" cannot escape on Windows either.
+            flavours = (PurePosixPath(file), PureWindowsPath(file))
+            if not file or any(p.anchor or ".." in p.parts for p in flavours):
+                raise ValueError(
+                    f"weight file {file!r} of {self.name!r} must be a relative path inside the "
+                    "model's folder (no '..', no drive or root)."
+                )
 
     @property
     def folder(self) -> Path | None:

@@ -7,6 +7,8 @@ fix to any of them fixes every attack.
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Literal
 
 import torch
@@ -106,14 +108,27 @@ def _project_l1(delta: torch.Tensor, eps: float) -> torch.Tensor:
     return torch.where(inside, flat, projected).view_as(delta)  # (B, D) -> (B, C, H, W)
 
 
+def check_number(name: str, value: object, *, positive: bool, example: str) -> None:
+    """Raise unless ``value`` is a finite real number, > 0 if ``positive`` else >= 0.
+
+    Raises:
+        TypeError: not a real number (a string, a tensor, a bool...).
+        ValueError: NaN, infinite, negative (or zero when ``positive``).
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number (e.g. {example}), got {type(value).__name__}.")
+    bound = "> 0" if positive else ">= 0"
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        raise ValueError(f"{name} must be a finite number {bound} (e.g. {example}), got {value}.")
+
+
 def check_budget(eps: float, alpha: float, steps: int, norm: str) -> None:
-    """Validate an attack's hyperparameters, raising ``ValueError`` with the fix."""
+    """Validate an attack's hyperparameters, raising ``ValueError`` (``TypeError`` for a value
+    that is not a number) with the fix."""
     if norm not in NORMS:
         raise ValueError(f"unknown norm {norm!r}; choose one of {list(NORMS)}.")
-    if not eps >= 0:
-        raise ValueError(f"eps must be >= 0 (e.g. 8/255 for l-inf), got {eps}.")
-    if not alpha > 0:
-        raise ValueError(f"alpha (the step size) must be > 0 (e.g. 2/255), got {alpha}.")
+    check_number("eps", eps, positive=False, example="8/255 for l-inf")
+    check_number("alpha (the step size)", alpha, positive=True, example="2/255")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps must be a non-negative integer, got {steps!r}.")
 

@@ -18,6 +18,7 @@ from ._steps import (
     check_budget,
     check_generator,
     check_images,
+    check_number,
     project,
     random_start,
 )
@@ -25,14 +26,53 @@ from ._steps import (
 
 def _check_labels(labels: torch.Tensor, images: torch.Tensor) -> None:
     if not isinstance(labels, torch.Tensor) or labels.dtype not in (torch.int64, torch.int32):
-        raise TypeError("labels must be an integer tensor of class indices, shape (B,).")
+        got = labels.dtype if isinstance(labels, torch.Tensor) else type(labels).__name__
+        raise TypeError(
+            f"labels must be an integer tensor of class indices, shape (B,), got {got}: use "
+            "labels.long()."
+        )
     if labels.shape != (images.shape[0],):
         raise ValueError(
             f"labels must have shape ({images.shape[0]},) to match the images, got "
             f"{tuple(labels.shape)}."
         )
+    if labels.device != images.device:
+        raise ValueError(
+            f"labels are on {labels.device} but the images on {images.device}: move them with "
+            "labels.to(images.device)."
+        )
     if labels.numel() and int(labels.min()) < 0:
         raise ValueError("labels must be class indices >= 0.")
+
+
+def _check_classes(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> int:
+    """Check that ``model`` returns (B, K) logits and that every label is < K; return K.
+
+    One eval-mode forward of a single image without gradients (the model's mode is restored),
+    so that a label the model cannot predict is reported here rather than deep inside
+    ``cross_entropy`` (or never, when the attack makes no step).
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            logits = model(images[:1])
+    finally:
+        model.train(was_training)
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[0] != 1:
+        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ValueError(
+            f"the model must return (B, num_classes) logits, got {shape} for one image: attack "
+            "a classifier (e.g. a RobustLinearProbe), not an encoder."
+        )
+    num_classes = int(logits.shape[1])
+    high = int(labels.max())
+    if high >= num_classes:
+        raise ValueError(
+            f"labels go up to {high} but the model outputs {num_classes} classes: labels must be "
+            f"class indices in [0, {num_classes})."
+        )
+    return num_classes
 
 
 class PGD:
@@ -52,9 +92,11 @@ class PGD:
 
     Call:
         ``attack(images, labels, generator=None)``: images (B, 3, H, W) float in [0, 1], labels
-        (B,) int64 -> adversarial images (B, 3, H, W), detached, in the ball and in [0, 1]. The
-        model runs in eval mode and gets its previous mode back; parameters' ``.grad`` are left
-        untouched.
+        (B,) int64 or int32 in [0, num_classes) -> adversarial images (B, 3, H, W), detached, in
+        the ball and in [0, 1]. The model runs in eval mode and gets its previous mode back;
+        parameters' ``.grad`` are left untouched. The call validates its inputs (one extra
+        forward of a single image checks the labels against the model's outputs);
+        :meth:`perturb` skips the checks.
     """
 
     def __init__(
@@ -102,7 +144,8 @@ class PGD:
         check_images(images, "images")
         _check_labels(labels, images)
         check_generator(generator, images.device)
-        return self.perturb(images, labels, generator)
+        _check_classes(self.model, images, labels)
+        return self.perturb(images, labels.long(), generator)
 
     def perturb(
         self,
@@ -211,9 +254,33 @@ def autoattack(
     ``version="rand"`` (APGD-CE and APGD-DLR with EOT) is for randomised models. The model is
     put in eval mode and its mode restored.
 
+    ``num_classes`` must be the number of the model's outputs: the targeted attacks of the
+    standard version need at least 4 classes, the DLR loss of the rand version at least 3.
+
     Raises:
+        TypeError / ValueError: bad images, labels, eps, norm, version or num_classes (checked
+            before torchattacks is imported).
         ImportError: torchattacks is missing: ``pip install "robust-contrastive[eval]"``.
     """
+    if norm not in ("linf", "l2"):
+        raise ValueError(f"AutoAttack supports norm 'linf' or 'l2', got {norm!r}.")
+    if version not in ("standard", "rand"):
+        raise ValueError(f"version must be 'standard' or 'rand', got {version!r}.")
+    check_number("eps", eps, positive=False, example="8/255 for l-inf")
+    check_images(images, "images")
+    _check_labels(labels, images)
+    least = 4 if version == "standard" else 3
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < least:
+        raise ValueError(
+            f"AutoAttack version={version!r} needs num_classes >= {least} (the number of the "
+            f"model's outputs), got {num_classes!r}."
+        )
+    outputs = _check_classes(model, images, labels)
+    if outputs != num_classes:
+        raise ValueError(
+            f"num_classes={num_classes} but the model outputs {outputs} classes: pass "
+            f"num_classes={outputs}."
+        )
     try:
         torchattacks: Any = importlib.import_module("torchattacks")
     except ImportError as err:
@@ -222,12 +289,7 @@ def autoattack(
             " (torchattacks 3.5.1 pins requests~=2.25.1; to keep a newer requests use"
             " pip install --no-deps torchattacks scipy)"
         ) from err
-    if norm not in ("linf", "l2"):
-        raise ValueError(f"AutoAttack supports norm 'linf' or 'l2', got {norm!r}.")
-    if version not in ("standard", "rand"):
-        raise ValueError(f"version must be 'standard' or 'rand', got {version!r}.")
-    check_images(images, "images")
-    _check_labels(labels, images)
+    labels = labels.long()
     was_training = model.training
     model.eval()
     try:

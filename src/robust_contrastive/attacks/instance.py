@@ -12,6 +12,7 @@ from ._steps import (
     check_budget,
     check_generator,
     check_images,
+    check_number,
     project,
     random_start,
 )
@@ -72,8 +73,7 @@ class InstanceWiseAttack:
         check_budget(eps, alpha, steps, norm)
         if loss not in ATTACK_LOSSES:
             raise ValueError(f"unknown attack loss {loss!r}; choose one of {list(ATTACK_LOSSES)}.")
-        if temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {temperature}.")
+        check_number("temperature", temperature, positive=True, example="0.5")
         self.encoder = encoder
         self.projector = projector
         self.eps = float(eps)
@@ -119,6 +119,12 @@ class InstanceWiseAttack:
             raise ValueError(
                 f"positives must have the images' shape {tuple(images.shape)}, got "
                 f"{tuple(positives.shape)}: pass the other augmented view t'(x) of each image."
+            )
+        if positives.dtype != images.dtype or positives.device != images.device:
+            raise ValueError(
+                f"positives ({positives.dtype} on {positives.device}) must have the images' "
+                f"dtype and device ({images.dtype} on {images.device}): convert one of them with "
+                ".to(other)."
             )
         if self.loss == "contrastive" and images.shape[0] < 2:
             raise ValueError(

@@ -444,6 +444,14 @@ class FinetuneConfig:
             raise ValueError(
                 f"device must be 'auto' or a torch device string, got {self.device!r}."
             )
+        if self.device != "auto":
+            try:
+                torch.device(self.device)
+            except RuntimeError as err:
+                raise ValueError(
+                    f"device must be 'auto' or a torch device string such as 'cpu', 'cuda' or "
+                    f"'cuda:1', got {self.device!r}."
+                ) from err
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable copy."""
@@ -648,6 +656,11 @@ def finetune(
         TypeError: ``encoder``, ``data`` or ``projector`` of the wrong type.
         NonFiniteLossError: a loss became NaN or infinite (nothing is saved after it).
     """
+    if not isinstance(config, FinetuneConfig):
+        raise TypeError(
+            f"config must be a FinetuneConfig, got {type(config).__name__}: build it with "
+            "FinetuneConfig(...) (or FinetuneConfig.from_dict(values))."
+        )
     config.validate()
     classes = _check_data(data, "data", num_classes)
     num_classes = classes if num_classes is None else num_classes

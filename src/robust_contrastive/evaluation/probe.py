@@ -34,7 +34,7 @@ from safetensors.torch import load_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..attacks._steps import check_budget, check_images
+from ..attacks._steps import check_budget, check_images, check_number
 from ..attacks.classwise import PGD
 from ..augment import SimCLRAugmentation
 from ..data import ImageDataset
@@ -200,10 +200,12 @@ def accuracy(
 
     Raises:
         TypeError / ValueError: bad images or labels (non-float tensor, values outside [0, 1],
-            mismatched lengths, negative labels, empty data).
+            mismatched lengths, negative labels or labels the model has no output for, empty
+            data), or a model that does not return (B, num_classes) logits.
     """
     _check_positive_int("batch_size", batch_size)
     data, targets = _as_images_and_labels(images, labels, None, "images")
+    high = int(targets.max())  # checked against the model's outputs at the first batch
     device = _model_device(model, data.device)
     was_training = model.training
     model.eval()
@@ -217,6 +219,11 @@ def accuracy(
             if logits.dim() != 2 or logits.shape[0] != batch.shape[0]:
                 raise ValueError(
                     f"the model must return (B, num_classes) logits, got {tuple(logits.shape)}."
+                )
+            if high >= logits.shape[1]:
+                raise ValueError(
+                    f"labels go up to {high} but the model outputs {logits.shape[1]} classes: "
+                    f"labels must be class indices in [0, {logits.shape[1]})."
                 )
             target = targets[start : start + batch_size].to(device)
             correct += (logits.argmax(dim=1) == target).sum()
@@ -314,12 +321,11 @@ class RobustLinearProbe(PretrainedMixin):
         check_budget(eps, alpha, attack_steps, "linf")
         _check_positive_int("epochs", epochs)
         _check_positive_int("batch_size", batch_size)
-        if not lr > 0:
-            raise ValueError(f"lr must be > 0 (the original uses 0.1), got {lr}.")
-        if not 0 <= momentum < 1:
+        check_number("lr", lr, positive=True, example="0.1, the original's")
+        check_number("momentum", momentum, positive=False, example="0.9")
+        if not momentum < 1:
             raise ValueError(f"momentum must be in [0, 1), got {momentum}.")
-        if not weight_decay >= 0:
-            raise ValueError(f"weight_decay must be >= 0, got {weight_decay}.")
+        check_number("weight_decay", weight_decay, positive=False, example="5e-4")
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {list(SCHEDULES)}, got {schedule!r}.")
         if attack is not None and not callable(attack):
@@ -448,6 +454,8 @@ class RobustLinearProbe(PretrainedMixin):
             NonFiniteLossError: the loss became NaN or infinite (lower ``lr``).
         """
         cfg = self.config
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"seed must be an integer, got {type(seed).__name__}.")
         images, targets = _as_images_and_labels(data, labels, cfg.num_classes, "data")
         val_images: torch.Tensor | None = None
         val_targets: torch.Tensor | None = None

@@ -71,6 +71,11 @@ class TransformationSmoothedClassifier(nn.Module):
     so BatchNorm statistics are never updated. It shares (does not copy) ``encoder`` and
     ``head``.
 
+    Like every model of the library, its forward checks the images' shape and dtype but not
+    their values (that would cost a host synchronisation per attack step): the entry points
+    that take images (attacks, :func:`~robust_contrastive.evaluation.probe.accuracy`,
+    :func:`~robust_contrastive.evaluate_robustness`) refuse NaN, inf and values outside [0, 1].
+
     Args:
         encoder: f, (B, 3, H, W) float in [0, 1] -> (B, F) features.
         head: l, (B, F) -> (B, num_classes) logits (a probe's linear layer).
@@ -155,13 +160,17 @@ class TransformationSmoothedClassifier(nn.Module):
         Args:
             images: (B, 3, H, W) float in [0, 1].
         """
-        if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
-            shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images)
+        if not isinstance(images, torch.Tensor):
+            raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}.")
+        if images.dim() != 4 or images.shape[1] != 3:
+            shape = tuple(images.shape)
             raise ValueError(f"images must be (B, 3, H, W) float in [0, 1], got {shape}.")
         if not images.is_floating_point():
             raise TypeError(
                 f"images must be float in [0, 1], got {images.dtype}: use images.float() / 255."
             )
+        if images.shape[0] == 0:
+            raise ValueError("images is an empty batch: pass at least one image.")
         if self.generator is not None and self.generator.device.type != images.device.type:
             raise ValueError(
                 f"the generator is on {self.generator.device} but the images are on "

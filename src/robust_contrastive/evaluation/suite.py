@@ -21,8 +21,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..attacks import EOTPGD, PGD, autoattack
-from ..attacks._steps import check_images
+from ..attacks._steps import check_budget, check_images, check_number
+from ..attacks.classwise import _check_classes
 from ..data import ImageDataset
+from .probe import _check_labels, _check_positive_int, _model_device
 
 logger = logging.getLogger(__name__)
 
@@ -190,28 +192,55 @@ def evaluate_robustness(
 
     Returns:
         A :class:`RobustnessReport`.
+
+    Raises:
+        TypeError / ValueError: ``data`` is not an ImageDataset or an (images, labels) pair,
+            bad images (NaN, inf, outside [0, 1], wrong shape or dtype, empty) or labels (not
+            integers, wrong length, negative, or a class the model has no output for), an
+            unknown, invalid or repeated threat, ``threats`` given as one string, a
+            ``num_classes`` that is not the model's, or a non-positive ``batch_size``,
+            ``n_images`` or ``eot_samples``.
     """
-    images, labels = (data.images, data.labels) if isinstance(data, ImageDataset) else data
-    if images.dtype == torch.uint8:
+    if isinstance(data, ImageDataset):
+        images, labels = data.images, data.labels
+    elif isinstance(data, (tuple, list)) and len(data) == 2:
+        images, labels = data
+    else:
+        raise TypeError(
+            f"data must be an ImageDataset or a pair (images, labels), got {type(data).__name__}."
+        )
+    if isinstance(images, torch.Tensor) and images.dtype == torch.uint8:
         images = images.float() / 255.0
     check_images(images, "images")
-    if labels.shape != (images.shape[0],):
-        raise ValueError(f"labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}.")
+    _check_labels(labels, images.shape[0], None, "labels")
+    for name, value in (("batch_size", batch_size), ("eot_samples", eot_samples)):
+        _check_positive_int(name, value)
     if n_images is not None:
-        if n_images < 1:
-            raise ValueError(f"n_images must be >= 1, got {n_images}.")
+        _check_positive_int("n_images", n_images)
         if n_images < images.shape[0]:  # a seeded random subset: data is often sorted by class
             pick = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(seed))
             pick = pick[:n_images].sort().values
             images, labels = images[pick], labels[pick]
+    if isinstance(threats, str):
+        raise TypeError(
+            f"threats must be a list of threat names or Threat objects, got the string "
+            f"{threats!r}: pass [{threats!r}]."
+        )
     resolved = [_resolve(t) for t in threats]
-    device = next(model.parameters()).device
-    images, labels = images.to(device), labels.to(device)
+    repeated = sorted({t.name for t in resolved if [r.name for r in resolved].count(t.name) > 1})
+    if repeated:
+        raise ValueError(f"threats {repeated} are listed more than once: the report keys by name.")
+    device = _model_device(model, images.device)
+    images, labels = images.to(device), labels.long().to(device)
     n = images.shape[0]
     randomized = is_randomized(model, images[: min(n, 16)])
-    if num_classes is None:
-        with torch.no_grad():
-            num_classes = int(model(images[:1]).shape[1])
+    outputs = _check_classes(model, images, labels)
+    if num_classes is not None and num_classes != outputs:
+        raise ValueError(
+            f"num_classes={num_classes!r} but the model outputs {outputs} classes: pass "
+            f"num_classes={outputs} (or leave it out)."
+        )
+    num_classes = outputs
 
     report = RobustnessReport(clean_accuracy=0.0, n_images=n, seed=seed, randomized=randomized)
     if randomized:
@@ -261,7 +290,16 @@ def _resolve(threat: str | Threat) -> Threat:
     if isinstance(threat, Threat):
         if threat.attack not in ATTACKS:
             raise ValueError(f"unknown attack {threat.attack!r}; choose one of {list(ATTACKS)}.")
+        # Checked before any attack runs, not after minutes of the other threats.
+        if threat.attack == "pgd":
+            check_budget(threat.eps, threat.alpha, threat.steps, threat.norm)
+        elif threat.norm not in ("linf", "l2"):
+            raise ValueError(f"AutoAttack supports norm 'linf' or 'l2', got {threat.norm!r}.")
+        else:
+            check_number("eps", threat.eps, positive=False, example="8/255 for l-inf")
         return threat
+    if not isinstance(threat, str):
+        raise TypeError(f"a threat is a name or a Threat, got {type(threat).__name__}.")
     if threat not in THREATS:
         raise ValueError(f"unknown threat {threat!r}; choose from {list(THREATS)}.")
     return THREATS[threat]

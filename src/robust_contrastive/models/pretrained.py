@@ -227,7 +227,12 @@ def read_pretrained_config(
                 f"{path} not found: {class_name}.from_pretrained expects a folder written by "
                 f"save_pretrained (holding {CONFIG_NAME} and {WEIGHTS_NAME})."
             )
-    raw = json.loads(config_path.read_text())
+    try:
+        raw = json.loads(config_path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(
+            f"{config_path} is not valid JSON ({err}): save the model again with save_pretrained."
+        ) from err
     if not isinstance(raw, dict):
         raise ValueError(f"{config_path} must hold a JSON object, got {type(raw).__name__}.")
     found_type = raw.pop("model_type", None)

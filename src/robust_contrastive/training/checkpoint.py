@@ -28,15 +28,30 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> Path
             untouched and the temporary file removed.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format_version": CHECKPOINT_FORMAT_VERSION, **state}
-    fd, tmp_name = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent)
+    except OSError as err:
+        raise OSError(
+            err.errno,
+            f"cannot write the checkpoint {target}: {err.strerror or err}. Choose a writable "
+            "output folder.",
+        ) from err
     try:
         with os.fdopen(fd, "wb") as handle:
             torch.save(payload, handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, target)
+    except OSError as err:
+        Path(tmp_name).unlink(missing_ok=True)
+        previous = "the previous checkpoint is intact" if target.exists() else "no checkpoint"
+        raise OSError(
+            err.errno,
+            f"writing the checkpoint {target} failed: {err.strerror or err}; {previous}. Free "
+            "disk space (or fix the folder), then continue with resume=True / --resume.",
+        ) from err
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise

@@ -57,7 +57,16 @@ class TrainConfig:
     seed: int = 0  # seeds model init, data order, augmentation and attack starts
     device: str = "auto"  # "auto" = cuda if available else cpu; or any torch device string
     precision: str = "fp32"  # "bf16" = bfloat16 autocast (GPUs)
-    channels_last: bool = False  # channels_last memory format (GPUs)
+    channels_last: bool = False  # channels_last memory format (GPUs; on CPUs oneDNN is faster
+    # with it too, but torch 2.14.1's CPU conv backward crashes on 4-channel layers: width >= 8)
+    attack_fold_batchnorm: bool = True  # attack on a copy of the encoder with its eval-mode
+    # BatchNorms folded into the convolutions: same adversary up to float rounding, faster
+    compile: bool = False  # torch.compile the training forward and the attack's encoder
+    # (GPUs; compiled lazily at the first step, each new batch shape compiles once more)
+    sync_batchnorm: bool = False  # torch.distributed runs only: BatchNorm statistics over
+    # every process's batch (SyncBatchNorm, CUDA only; the original converts its encoder), so
+    # N processes x B images normalise like one batch of N*B; off = per-process statistics
+    # (no extra communication). No effect on one process
     checkpoint_every: int = 10  # epochs between checkpoints (and one at the end)
     progress: bool = True  # tqdm progress bar
 
@@ -98,6 +107,17 @@ class TrainConfig:
                 f"regularizer_forward must be one of {list(REGULARIZER_FORWARDS)}, got "
                 f"{self.regularizer_forward!r}."
             )
+        for name in ("channels_last", "attack_fold_batchnorm", "compile"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}.")
+        if self.channels_last and self.width < 8:
+            raise ValueError(
+                f"channels_last=True needs width >= 8, got width={self.width}: torch 2.14's CPU "
+                "convolution backward crashes on channels_last tensors with fewer than 8 "
+                "channels. Use a wider encoder or channels_last=False."
+            )
+        if not isinstance(self.sync_batchnorm, bool):
+            raise ValueError(f"sync_batchnorm must be True or False, got {self.sync_batchnorm!r}.")
         if self.precision not in PRECISIONS:
             raise ValueError(
                 f"precision must be one of {list(PRECISIONS)}, got {self.precision!r}."

@@ -1,0 +1,210 @@
+"""The benchmark's baseline (the original algorithm) and RoCLTrainer compute the same loss.
+
+``benchmarks/throughput.py`` holds a plain implementation of the original RoCL step; these tests
+feed it the views t(x), t'(x) and the attack start that ``RoCLTrainer.compute_loss`` draws, and
+compare the losses, the adversaries and BatchNorm's running statistics. They also check the
+BatchNorm folding used by the attack and the encoder-work counts the benchmark reports.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from dataclasses import replace
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import torch
+
+from robust_contrastive import RoCLEncoder, RoCLTrainer, TrainConfig
+from robust_contrastive.losses import nt_xent_loss
+from robust_contrastive.training.folding import FoldedEncoder
+
+BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "throughput.py"
+
+# Width 8: torch 2.14.1's CPU conv backward crashes on channels_last layers of 4 channels.
+SMALL = TrainConfig(
+    width=8,
+    projection_hidden_dim=32,
+    projection_dim=16,
+    batch_size=8,
+    image_size=16,
+    epochs=1,
+    device="cpu",
+    progress=False,
+    channels_last=False,
+    attack_fold_batchnorm=False,
+)
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("throughput_benchmark", BENCHMARK)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def batch() -> torch.Tensor:
+    """(8, 3, 16, 16) uint8."""
+    generator = torch.Generator().manual_seed(0)
+    return torch.randint(0, 256, (8, 3, 16, 16), dtype=torch.uint8, generator=generator)
+
+
+def _trained_statistics(trainer: RoCLTrainer) -> RoCLTrainer:
+    """The trainer, its encoder's BatchNorms given :func:`_random_batchnorm` statistics."""
+    _random_batchnorm(trainer.encoder)
+    return trainer
+
+
+def _random_batchnorm(encoder: torch.nn.Module) -> None:
+    """Give every BatchNorm non-trivial running statistics and affine parameters (the same for
+    every encoder of a config), so that the eval-mode attack depends on them."""
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for module in encoder.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                c = module.num_features
+                module.running_mean.copy_(0.2 * torch.randn(c, generator=generator))
+                module.running_var.copy_(0.5 + torch.rand(c, generator=generator))
+                module.weight.copy_(0.5 + torch.rand(c, generator=generator))
+                module.bias.copy_(0.1 * torch.randn(c, generator=generator))
+
+
+def _baseline(bench: ModuleType, cfg: TrainConfig) -> Any:
+    trainer = _trained_statistics(RoCLTrainer(cfg))
+    return bench.OriginalRoCL(
+        trainer.encoder,
+        trainer.projector,
+        trainer.optimizer,
+        eps=cfg.eps,
+        alpha=cfg.alpha,
+        steps=cfg.attack_steps,
+        temperature=cfg.temperature,
+        reg_lambda=cfg.reg_lambda,
+        image_size=cfg.image_size,
+    )
+
+
+def _buffers(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in module.state_dict().items() if "running" in k}
+
+
+def test_original_nt_xent_equals_the_library_loss(bench: ModuleType) -> None:
+    generator = torch.Generator().manual_seed(0)
+    views = [torch.randn(6, 5, generator=generator) for _ in range(3)]
+    for v in (2, 3):
+        expected = nt_xent_loss(*views[:v], temperature=0.5)
+        actual = bench.original_nt_xent(torch.cat(views[:v]), v, 0.5)
+        assert actual.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_baseline_loss_equals_compute_loss(bench: ModuleType, batch: torch.Tensor) -> None:
+    library = _trained_statistics(RoCLTrainer(SMALL))
+    baseline = _baseline(bench, SMALL)
+    t1, t2, start = bench.library_views(library, batch)  # what compute_loss draws next
+
+    # The attack alone: the library's, with its generator where compute_loss's will be after
+    # the two views, starts from ``start`` and reaches the baseline's adversary.
+    generator = torch.Generator()
+    generator.set_state(library.generator.get_state())
+    library.augment(batch, generator)
+    library.augment(batch, generator)
+    adv = library.attack.perturb(t1, t2, generator)
+    torch.testing.assert_close(adv, baseline.attack(t1, t2, start), rtol=0, atol=1e-6)
+
+    loss, parts = library.compute_loss(batch)
+    loss_b, parts_b = baseline.loss(t1, t2, start)
+    torch.testing.assert_close(parts, parts_b, rtol=1e-5, atol=1e-6)
+    # The regulariser's forward runs first in both: BatchNorm's running statistics agree.
+    stats, stats_b = _buffers(library.encoder), _buffers(baseline.encoder)
+    assert stats.keys() == stats_b.keys()
+    for key in stats:
+        torch.testing.assert_close(stats[key], stats_b[key], rtol=1e-5, atol=1e-6)
+    # And so do the gradients of the step.
+    loss.backward()
+    loss_b.backward()
+    for p, q in zip(library.encoder.parameters(), baseline.encoder.parameters()):
+        assert p.grad is not None
+        assert q.grad is not None
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"attack_fold_batchnorm": True},
+        {"attack_fold_batchnorm": True, "channels_last": True},
+    ],
+)
+def test_exact_speed_options_keep_the_loss(
+    bench: ModuleType, batch: torch.Tensor, changes: dict[str, Any]
+) -> None:
+    cfg = replace(SMALL, **changes)
+    library = _trained_statistics(RoCLTrainer(cfg))
+    baseline = _baseline(bench, SMALL)
+    t1, t2, start = bench.library_views(library, batch)
+    _, parts = library.compute_loss(batch)
+    _, parts_b = baseline.loss(t1, t2, start)
+    # Float rounding may flip the sign of a near-zero input gradient: a looser tolerance.
+    torch.testing.assert_close(parts, parts_b, rtol=1e-4, atol=1e-5)
+
+
+def test_step_attack_refreshes_the_folded_encoder(batch: torch.Tensor) -> None:
+    trainer = RoCLTrainer(replace(SMALL, attack_fold_batchnorm=True))
+    trainer.fit(torch.cat([batch, batch]))  # two steps: the weights move after the first
+    attack = trainer._step_attack()  # refreshes from the trained weights
+    folded = attack.encoder
+    assert folded is not trainer.encoder
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert not any(p.requires_grad for p in folded.parameters())
+    x = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    trainer.encoder.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), trainer.encoder(x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
+def test_folded_encoder_matches_eval_mode(arch: str) -> None:
+    torch.manual_seed(0)
+    encoder = RoCLEncoder(arch, width=8, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
+    _random_batchnorm(encoder)
+    encoder.eval()
+    folded = FoldedEncoder(encoder)
+    x = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(folded.module(x), encoder(x), rtol=1e-4, atol=1e-5)
+        for p in encoder.parameters():
+            p.mul_(1.05)
+        encoder.bn1.running_mean.add_(0.1)
+        folded.refresh()
+        torch.testing.assert_close(folded.module(x), encoder(x), rtol=1e-4, atol=1e-5)
+    assert encoder.training is False
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in encoder.modules())  # untouched
+
+
+def test_encoder_work_counts(bench: ModuleType) -> None:
+    assert bench.units_baseline(7) == 43
+    assert bench.units_library(replace(SMALL, attack_steps=7)) == 30
+    shared = replace(SMALL, attack_steps=7, regularizer_forward="shared")
+    assert bench.units_library(shared) == 24
+    assert bench.units_library(replace(SMALL, adversarial=False)) == 6
+    # Counted with a forward hook on a real step of each (2 attack steps to stay fast).
+    cfg = replace(SMALL, attack_steps=2)
+    assert bench.counted_units("baseline", cfg, 2) == bench.units_baseline(2)
+    for variant in (cfg, replace(cfg, regularizer_forward="shared", attack_fold_batchnorm=True)):
+        assert bench.counted_units("rocl", variant, 2) == bench.units_library(variant)
+    simclr = replace(cfg, adversarial=False)
+    assert bench.counted_units("simclr", simclr, 2) == 6
+
+
+@pytest.mark.parametrize("name", ["attack_fold_batchnorm", "compile", "channels_last"])
+def test_speed_options_are_validated(name: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        TrainConfig(**{name: "yes"})
