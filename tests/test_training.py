@@ -72,6 +72,11 @@ def _assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor])
         ({"regularizer_forward": "both"}, "regularizer_forward"),
         ({"grad_clip": 0.0}, "grad_clip"),
         ({"channels_last": True, "width": 4}, "width >= 8"),
+        ({"lr": float("inf")}, "lr must be a finite number"),
+        ({"reg_lambda": float("nan")}, "reg_lambda"),
+        ({"weight_decay": float("nan")}, "weight_decay"),
+        ({"grad_clip": float("inf")}, "grad_clip"),
+        ({"warmup_epochs": 1.5}, "warmup_epochs"),
         ({"attack_fold_batchnorm": 1}, "attack_fold_batchnorm"),
     ],
 )
@@ -428,3 +433,13 @@ def test_checkpoint_carries_rng_states_and_format_version(
     assert state["format_version"] == 1
     for key in ("config", "order_generator", "generator", "torch_rng_state", "optimizer"):
         assert key in state
+
+
+def test_a_non_checkpoint_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "last.pt"
+    torch.save([1, 2, 3], path)
+    with pytest.raises(ValueError, match="not a training checkpoint"):
+        load_checkpoint(path)
+    path.write_bytes(b"not a pickle at all")  # corrupt: refused with the file named
+    with pytest.raises(ValueError, match="refused"):
+        load_checkpoint(path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -62,7 +63,16 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> Path
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Load a checkpoint written by :func:`save_checkpoint` with ``weights_only=True`` (no code
     execution), checking its format version."""
-    state: dict[str, Any] = torch.load(Path(path), map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ValueError(
+            f"{path} is not a checkpoint of robust-contrastive that can be loaded safely (it "
+            "needs code execution to unpickle, or it is corrupt): it was refused. Do not load "
+            "files from untrusted sources; start a new run or use another out_dir."
+        ) from err
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} holds a {type(state).__name__}, not a training checkpoint.")
     version = state.get("format_version")
     if version != CHECKPOINT_FORMAT_VERSION:
         raise ValueError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,8 +86,15 @@ class TrainConfig:
         if self.batch_size < 2:
             raise ValueError("batch_size must be >= 2: the other images are the negatives.")
         for name in ("temperature", "reg_lambda", "lr", "lr_warmup_multiplier"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}.")
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a finite number > 0, got {value!r}.")
+        if isinstance(self.warmup_epochs, bool) or not isinstance(self.warmup_epochs, int):
+            raise ValueError(f"warmup_epochs must be an integer, got {self.warmup_epochs!r}.")
+        if not (isinstance(self.weight_decay, (int, float)) and math.isfinite(self.weight_decay)):
+            raise ValueError(f"weight_decay must be a finite number, got {self.weight_decay!r}.")
+        if self.grad_clip is not None and not math.isfinite(self.grad_clip):
+            raise ValueError(f"grad_clip must be finite or None, got {self.grad_clip}.")
         if self.warmup_epochs < 0:
             raise ValueError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}.")
         if not 0 <= self.momentum < 1:
