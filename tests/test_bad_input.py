@@ -354,11 +354,13 @@ ROWS: list[Case] = [
     Case("TrainConfig", "batch_size=1", lambda c: TrainConfig(batch_size=1), ValueError, "batch_size"),
     Case("TrainConfig", "temperature=NaN", lambda c: TrainConfig(temperature=float("nan")), ValueError, "temperature"),
     Case("TrainConfig", "precision='fp16'", lambda c: TrainConfig(precision="fp16"), ValueError, "precision"),
+    Case("TrainConfig", "device='gpu'", lambda c: TrainConfig(device="gpu"), ValueError, "not a torch device"),
+    Case("RoCLTrainer", "a dict instead of a TrainConfig", lambda c: RoCLTrainer({"epochs": 1}), TypeError, "TrainConfig.from_dict"),
     # ------------------------------------------------------------------ SimCLRAugmentation
     *_image_rows(
         "SimCLRAugmentation()",
         lambda c, x: SimCLRAugmentation(size=8)(x),
-        skip=(*VALUES, "uint8 pixels", "empty batch", "a list, not a tensor"),
+        skip=(*VALUES, "uint8 pixels"),
     ),
     Case("SimCLRAugmentation", "size=0", lambda c: SimCLRAugmentation(size=0), ValueError, "size"),
     Case("SimCLRAugmentation", "scale=(0.5, 0.1)", lambda c: SimCLRAugmentation(scale=(0.5, 0.1)), ValueError, "scale"),

@@ -122,6 +122,27 @@ def test_corrupt_file_is_skipped_with_warning(
     assert "Skipped 1 of 9" in caplog.text
 
 
+@pytest.mark.parametrize("kind", ["png", "jpg"])
+def test_a_decompression_bomb_is_skipped_before_decoding(
+    folder: Path, caplog: pytest.LogCaptureFixture, kind: str
+) -> None:
+    """A header declaring 100,000 x 100,000 pixels is refused from the header alone."""
+    side = (100_000).to_bytes(4, "big")
+    if kind == "png":
+        header = (
+            b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + side + side + b"\x08\x02\x00\x00\x00"
+        )
+    else:  # SOI, an APP0 segment, then SOF0 with height and width (16 bits: 60,000 each)
+        side16 = (60_000).to_bytes(2, "big")
+        header = b"\xff\xd8" + b"\xff\xe0\x00\x04ab" + b"\xff\xc0\x00\x11\x08" + side16 + side16
+    (folder / "ant" / f"bomb.{kind}").write_bytes(header + b"\x00" * 64)
+    with caplog.at_level(logging.WARNING, logger="robust_contrastive.data"):
+        dataset = load_image_folder(folder)
+    assert len(dataset) == 9
+    assert "MAX_IMAGE_PIXELS" in caplog.text
+    assert f"bomb.{kind}" in caplog.text
+
+
 def test_all_corrupt_raises(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "0.jpg").write_bytes(b"garbage")

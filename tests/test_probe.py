@@ -241,6 +241,31 @@ def test_fit_is_reproducible_and_restarts(encoder: RoCLEncoder) -> None:
     assert not torch.equal(probe.head.weight, first)
 
 
+def test_warm_start_continues_from_the_current_head(encoder: RoCLEncoder) -> None:
+    """A short r-LE from a clean probe's head: it starts there, not from a fresh head."""
+    images, labels = colour_data(16, seed=0)
+    clean = RobustLinearProbe(encoder, NUM_CLASSES, epochs=5, batch_size=8, augment=False)
+    clean.fit(images, labels, progress=False)
+    robust = RobustLinearProbe(
+        encoder,
+        NUM_CLASSES,
+        adversarial=True,
+        epochs=1,
+        batch_size=16,
+        lr=1e-12,
+        attack_steps=1,
+        augment=False,
+    )
+    robust.head.load_state_dict(clean.head.state_dict())
+    robust.fit(images, labels, progress=False, warm_start=True)
+    # lr ~ 0: one step from the clean head leaves it where it was.
+    torch.testing.assert_close(robust.head.weight, clean.head.weight)
+    robust.fit(images, labels, progress=False)  # without warm_start: a fresh head
+    assert not torch.allclose(robust.head.weight, clean.head.weight)
+    with pytest.raises(TypeError, match="warm_start"):
+        robust.fit(images, labels, progress=False, warm_start=1)  # type: ignore[arg-type]
+
+
 def test_step_schedule_follows_the_original() -> None:
     probe = RobustLinearProbe(RoCLEncoder("resnet18", width=4), 10, lr=0.1)
     rates = [probe.learning_rate(e) for e in (0, 29, 30, 49, 50, 99, 100, 149)]

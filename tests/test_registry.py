@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from huggingface_hub import ModelCard
 from safetensors.torch import load_file, save_file
 
 from robust_contrastive import (
@@ -21,7 +23,14 @@ from robust_contrastive import (
     list_pretrained,
     register_pretrained,
 )
-from robust_contrastive.registry import REGISTRY_FILE, entry_from_folder, unregister_pretrained
+from robust_contrastive.registry import (
+    PRETRAINED_DIR,
+    REGISTRY_FILE,
+    _load_registry_file,
+    entry_from_folder,
+    unregister_pretrained,
+    write_registry_entry,
+)
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 REPO = "rocl-org/tiny-rocl"
@@ -130,3 +139,96 @@ def test_duplicate_registration_is_refused(registered: tuple[RoCLEncoder, Path, 
     with pytest.raises(ValueError, match="already registered"):
         register_pretrained(entry)
     register_pretrained(entry, overwrite=True)
+
+
+def test_an_unpublished_model_must_be_bundled() -> None:
+    values: dict[str, object] = {
+        "name": "ok",
+        "repo_id": REPO,
+        "revision": None,
+        "model_type": "rocl-encoder",
+        "sha256": {"model.safetensors": "a" * 64},
+    }
+    with pytest.raises(ValueError, match="push the folder first"):
+        PretrainedModel(**values)  # type: ignore[arg-type]
+    entry = PretrainedModel(**values, bundled=True)  # type: ignore[arg-type]
+    assert entry.revision is None
+    assert "not published yet" in entry.source
+
+
+def test_write_registry_entry_adds_replaces_and_checks_the_files(tmp_path: Path) -> None:
+    registry_file = tmp_path / "registry.json"
+    encoder = RoCLEncoder(width=4).eval()
+    encoder.save_pretrained(tmp_path / "tiny-bundled")
+    entry = entry_from_folder(
+        tmp_path / "tiny-bundled", name="tiny-bundled", repo_id=REPO, revision=None, bundled=True
+    )
+    write_registry_entry(entry, registry_file)
+    assert _load_registry_file(registry_file) == [entry]
+    renamed = dataclasses.replace(entry, description="second version")
+    write_registry_entry(renamed, registry_file)
+    assert _load_registry_file(registry_file) == [renamed]  # replaced, not duplicated
+    weights = tmp_path / "tiny-bundled" / "model.safetensors"
+    tensors = load_file(weights)
+    first = next(iter(tensors))
+    tensors[first] = tensors[first] + 1
+    save_file(tensors, weights)
+    with pytest.raises(ChecksumError, match="tiny-bundled"):
+        write_registry_entry(entry, registry_file)
+    assert _load_registry_file(registry_file) == [renamed]  # a refused entry changes nothing
+
+
+# ---------------------------------------------------------------- the project's own models
+# Bundled by ``benchmarks/reproduce_cifar10.py --register``: every bundled entry must load
+# offline by name and carry its measured figures in its card.
+SHIPPED = ("rocl-resnet18-w16-cifar10-cpu", "simclr-resnet18-w16-cifar10-cpu")
+BUNDLED = [entry for entry in list_pretrained() if entry.bundled]
+ROOT = Path(__file__).resolve().parent.parent
+CIFAR10_TRAIN = ROOT.parent / "shared" / "data" / "cifar10-train"
+
+
+@pytest.mark.parametrize("entry", BUNDLED, ids=lambda entry: entry.name)
+def test_a_bundled_model_loads_offline_by_name_with_its_card(
+    entry: PretrainedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    loader = {"rocl-encoder": RoCLEncoder, "rocl-linear-probe": RobustLinearProbe}
+    model = loader[entry.model_type].from_pretrained(entry.name)
+    assert not model.training
+    with torch.no_grad():
+        out = model(torch.rand(2, 3, 32, 32))
+    expected = 10 if entry.model_type == "rocl-linear-probe" else model.feature_dim
+    assert out.shape == (2, expected)
+    assert entry.folder is not None
+    # The card's figures are the folder's own records, tied to these weights.
+    card = ModelCard.load(entry.folder / "README.md")
+    records = json.loads((entry.folder / "eval_results.json").read_text())["entries"]
+    metrics = {r.metric_name: r.metric_value for r in card.data.eval_results}
+    clean = [r["report"]["clean_accuracy"] for r in records]
+    assert metrics["clean accuracy"] == pytest.approx(100 * clean[0], abs=0.01)
+    assert "robust accuracy, PGD-20 linf eps=8/255 step=2/255" in metrics
+    assert "robust accuracy, AutoAttack (standard) linf eps=8/255" in metrics
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CIFAR10_TRAIN.is_dir(), reason="needs ../shared/data/cifar10-train")
+@pytest.mark.skipif(
+    f"{SHIPPED[0]}-probe" not in {entry.name for entry in BUNDLED},
+    reason="the reproduction's RoCL probe is not bundled yet",
+)
+def test_the_bundled_rocl_probe_gives_its_card_figures_when_re_evaluated() -> None:
+    """Re-evaluate the bundled RoCL probe on the held-out images of the reproduction run."""
+    from robust_contrastive import evaluate_robustness, load_dataset
+
+    split = json.loads((ROOT / "benchmarks" / "results" / "cifar10_cpu_split.json").read_text())
+    held_out = load_dataset(str(CIFAR10_TRAIN)).subset(split["val"])
+    probe = RobustLinearProbe.from_pretrained(f"{SHIPPED[0]}-probe")
+    report = evaluate_robustness(
+        probe, held_out, ["linf-8/255"], seed=0, sanity_checks=False, progress=False
+    )
+    folder = PRETRAINED_DIR / f"{SHIPPED[0]}-probe"
+    records = json.loads((folder / "eval_results.json").read_text())["entries"]
+    stated = next(r["report"] for r in records if r["report"]["n_images"] == len(held_out))
+    assert report.clean_accuracy == pytest.approx(stated["clean_accuracy"], abs=0.005)
+    stated_pgd = next(r["accuracy"] for r in stated["results"] if r["name"] == "linf-8/255")
+    assert report.accuracy("linf-8/255") == pytest.approx(stated_pgd, abs=0.005)

@@ -78,6 +78,7 @@ def _assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor])
         ({"grad_clip": float("inf")}, "grad_clip"),
         ({"warmup_epochs": 1.5}, "warmup_epochs"),
         ({"attack_fold_batchnorm": 1}, "attack_fold_batchnorm"),
+        ({"attack_source": "t(x)"}, "attack_source"),
     ],
 )
 def test_config_validation(changes: dict[str, Any], message: str) -> None:
@@ -185,6 +186,31 @@ def test_float_data_equals_uint8_data(data: torch.Tensor) -> None:
     b.fit(data.float() / 255)
     for key, value in _weights(a).items():
         assert torch.allclose(value.float(), _weights(b)[key].float(), atol=1e-5), key
+
+
+@pytest.mark.parametrize("size", [16, 24])
+def test_attack_source_original_perturbs_x_itself(data: torch.Tensor, size: int) -> None:
+    """Table 5's alternative: the adversary is made from x (resized to the views' size)."""
+    trainer = RoCLTrainer(replace(TINY, attack_source="original", image_size=size))
+    attack = trainer._step_attack()
+    seen: list[torch.Tensor] = []
+    perturb = attack.perturb
+
+    def recording(images: torch.Tensor, *args: Any) -> torch.Tensor:
+        seen.append(images)
+        return perturb(images, *args)
+
+    attack.perturb = recording  # type: ignore[method-assign]
+    batch = data[:8]
+    loss, _parts = trainer.compute_loss(batch)
+    assert torch.isfinite(loss)
+    (source,) = seen
+    expected = batch.float() / 255
+    if size != 16:
+        expected = torch.nn.functional.interpolate(
+            expected, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+        ).clamp(0, 1)
+    torch.testing.assert_close(source, expected)
 
 
 def test_shared_regularizer_forward_is_an_option(data: torch.Tensor) -> None:
@@ -443,3 +469,65 @@ def test_a_non_checkpoint_file_is_refused(tmp_path: Path) -> None:
     path.write_bytes(b"not a pickle at all")  # corrupt: refused with the file named
     with pytest.raises(ValueError, match="refused"):
         load_checkpoint(path)
+
+
+# ---------------------------------------------------------------- bf16: the same guarantees
+BF16_DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+    ),
+]
+
+
+@pytest.mark.parametrize("device", BF16_DEVICES)
+def test_bf16_nan_loss_stops_with_the_step_named(
+    tmp_path: Path, data: torch.Tensor, monkeypatch: pytest.MonkeyPatch, device: str
+) -> None:
+    config = replace(TINY, epochs=2, width=8, precision="bf16", device=device)
+    trainer = RoCLTrainer(config, tmp_path)
+    original = trainer.compute_loss
+    calls = {"n": 0}
+
+    def poisoned(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        calls["n"] += 1
+        loss, parts = original(batch)
+        if calls["n"] == 3:  # epoch 2, step 1
+            return loss * float("inf"), parts * float("inf")
+        return loss, parts
+
+    monkeypatch.setattr(trainer, "compute_loss", poisoned)
+    with pytest.raises(NonFiniteLossError, match=r"epoch 2, step 1"):
+        trainer.fit(data.to(device))
+    assert not (tmp_path / "model.safetensors").exists()
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["epoch"] == 1
+
+
+@pytest.mark.parametrize("device", BF16_DEVICES)
+def test_bf16_same_seed_same_weights_and_exact_resume(
+    tmp_path: Path, data: torch.Tensor, device: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = replace(TINY, epochs=2, width=8, precision="bf16", device=device)
+    reference = RoCLTrainer(config, tmp_path / "reference")
+    reference.fit(data.to(device))
+    again = RoCLTrainer(config)
+    again.fit(data.to(device))
+    _assert_same_weights(_weights(reference), _weights(again))
+    # Stopped in epoch 2 (after checkpoint 1), then resumed: the uninterrupted run's weights.
+    stopped = RoCLTrainer(config, tmp_path / "resumed")
+    original = stopped.compute_loss
+    calls = {"n": 0}
+
+    def interrupted(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        calls["n"] += 1
+        if calls["n"] == 4:  # epoch 2, step 2
+            raise KeyboardInterrupt
+        return original(batch)
+
+    monkeypatch.setattr(stopped, "compute_loss", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        stopped.fit(data.to(device))
+    resumed = RoCLTrainer(config, tmp_path / "resumed")
+    resumed.fit(data.to(device), resume=True)
+    _assert_same_weights(_weights(reference), _weights(resumed))
+    assert all(torch.isfinite(v).all() for v in _weights(resumed).values())

@@ -223,8 +223,15 @@ class SimCLRAugmentation:
     def __call__(
         self, images: torch.Tensor, generator: torch.Generator | None = None
     ) -> torch.Tensor:
+        if not isinstance(images, torch.Tensor):
+            raise TypeError(
+                f"images must be a (B, 3, H, W) tensor, got {type(images).__name__}: stack a list "
+                "with torch.stack(images)."
+            )
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be (B, 3, H, W), got shape {tuple(images.shape)}.")
+        if images.shape[0] == 0:
+            raise ValueError("images is an empty batch (B = 0): pass at least one image.")
         if images.dtype == torch.uint8:
             images = images.float() / 255.0
         elif not images.is_floating_point():

@@ -45,6 +45,7 @@ _HELP: dict[str, str] = {
     "attack_steps": "PGD steps of the training attack",
     "attack_norm": "linf or l2",
     "attack_loss": "contrastive (paper), mse, cosine or l1",
+    "attack_source": "the image perturbed: augmented = t(x) (paper) or original = x (Table 5)",
     "attack_random_start": "uniform random start in the ball",
     "epochs": "training epochs",
     "batch_size": "images per step (per process)",
@@ -254,7 +255,6 @@ def _cmd_quickstart(args: argparse.Namespace) -> int:
         "train": train_idx.tolist(),
         "val": held_idx.tolist(),
     }
-    (out / SPLIT_FILE).write_text(json.dumps(split))
     rows = []
     for name, adversarial in (("SimCLR", False), ("RoCL", True)):
         run_dir = out / name.lower()
@@ -293,7 +293,12 @@ def _cmd_quickstart(args: argparse.Namespace) -> int:
             }
         )
     seconds = time.perf_counter() - start
-    (out / "quickstart.json").write_text(json.dumps({"rows": rows, "seconds": seconds}, indent=2))
+    # Written once the models it describes exist (a refused or interrupted run leaves an earlier
+    # run's records untouched).
+    atomic_write_text(out / SPLIT_FILE, json.dumps(split))
+    atomic_write_text(
+        out / "quickstart.json", json.dumps({"rows": rows, "seconds": seconds}, indent=2)
+    )
     print()
     print(
         f"Quickstart: resnet18 (width {config.width}) trained without labels on "
@@ -496,7 +501,8 @@ def _cmd_list_pretrained(args: argparse.Namespace) -> int:
         print("no pretrained models are registered in this version.")
     for entry in entries:
         where = "bundled" if entry.bundled else "hub"
-        print(f"{entry.name}\t{entry.model_type}\t{entry.repo_id}@{entry.revision[:10]} ({where})")
+        pin = entry.revision[:10] if entry.revision else "unpublished"
+        print(f"{entry.name}\t{entry.model_type}\t{entry.repo_id}@{pin} ({where})")
         if entry.description:
             print(f"    {entry.description}")
     return 0

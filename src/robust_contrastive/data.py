@@ -267,6 +267,41 @@ def _list_class_files(root: Path, max_per_class: int | None) -> tuple[list[str],
     return class_names, files_per_class
 
 
+# Images above this many pixels are refused before decoding (a few bytes of PNG or JPEG can
+# declare a huge image: a "decompression bomb"). Pillow's default limit, ~ 0.27 GB as RGB.
+MAX_IMAGE_PIXELS = 89_478_485
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# JPEG start-of-frame markers (SOF0-SOF15 without DHT 0xC4, JPG 0xC8 and DAC 0xCC).
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def _declared_size(data: bytes | bytearray) -> tuple[int, int] | None:
+    """(height, width) declared by a PNG or JPEG header, or None when it cannot be read."""
+    if data[:8] == _PNG_SIGNATURE and len(data) >= 24:
+        width = int.from_bytes(data[16:20], "big")
+        height = int.from_bytes(data[20:24], "big")
+        return height, width
+    if data[:2] != b"\xff\xd8":
+        return None
+    position = 2
+    while position + 9 <= len(data):
+        if data[position] != 0xFF:
+            return None
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+            continue
+        if marker in _JPEG_SOF:
+            height = int.from_bytes(data[position + 5 : position + 7], "big")
+            width = int.from_bytes(data[position + 7 : position + 9], "big")
+            return height, width
+        if marker == 0xD8 or 0xD0 <= marker <= 0xD7:  # markers without a length
+            position += 2
+            continue
+        position += 2 + int.from_bytes(data[position + 2 : position + 4], "big")
+    return None
+
+
 def _read_image(file: str) -> torch.Tensor:
     """Reads and decodes one image file as RGB.
 
@@ -278,12 +313,19 @@ def _read_image(file: str) -> torch.Tensor:
 
     Raises:
         OSError: If the file cannot be read.
-        RuntimeError: If the bytes cannot be decoded.
+        RuntimeError: If the bytes cannot be decoded, or the header declares more than
+            ``MAX_IMAGE_PIXELS`` pixels (refused before decoding).
     """
     with open(file, "rb") as handle:
         data = bytearray(handle.read())
     if not data:
         raise RuntimeError("the file is empty")
+    size = _declared_size(data)
+    if size is not None and size[0] * size[1] > MAX_IMAGE_PIXELS:
+        raise RuntimeError(
+            f"the header declares {size[1]} x {size[0]} pixels, over MAX_IMAGE_PIXELS = "
+            f"{MAX_IMAGE_PIXELS} (a decompression bomb?); resize the image first"
+        )
     image: torch.Tensor = decode_image(
         torch.frombuffer(data, dtype=torch.uint8), mode=ImageReadMode.RGB
     )

@@ -60,8 +60,8 @@ def resolve_model_folder(
         if entry is not None:
             if revision is not None and revision != entry.revision:
                 raise ValueError(
-                    f"{name} is a registered name pinned to revision {entry.revision} of "
-                    f"{entry.repo_id}; to load another revision pass the repo id: "
+                    f"{name} is a registered name pinned to {entry.source}; to load another "
+                    "revision pass the repo id: "
                     f"from_pretrained({entry.repo_id!r}, revision={revision!r})."
                 )
             folder = entry.folder

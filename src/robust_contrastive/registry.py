@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
-from ._io import sha256_file
+from ._io import atomic_write_text, sha256_file
 from .hub import _REPO_ID
 
 logger = logging.getLogger(__name__)
@@ -47,7 +47,8 @@ class PretrainedModel:
 
     name: str  # short name, e.g. "rocl-resnet18-cifar10"
     repo_id: str  # the Hugging Face Hub repo holding the files ("org/name")
-    revision: str  # the pinned commit of that repo (40 hex digits)
+    revision: str | None  # the pinned commit of that repo (40 hex digits); None only for a
+    # bundled model not published yet (it then loads from the package, never from the Hub)
     model_type: str  # config.json's model_type: "rocl-encoder", "rocl-linear-probe", ...
     sha256: dict[str, str] = field(default_factory=dict)  # weight file -> SHA-256 hex digest
     description: str = ""  # one line: method, architecture, data, headline figures
@@ -60,7 +61,14 @@ class PretrainedModel:
             )
         if not _REPO_ID.match(self.repo_id) or ".." in self.repo_id:
             raise ValueError(f"repo_id must be 'org/name', got {self.repo_id!r}.")
-        if not _COMMIT.match(self.revision):
+        if self.revision is None:
+            if not self.bundled:
+                raise ValueError(
+                    f"{self.name!r} is not bundled, so it needs revision=<the 40-hex-digit commit "
+                    f"of {self.repo_id} to load>: push the folder first (robust-contrastive push) "
+                    "and pin the commit it made."
+                )
+        elif not isinstance(self.revision, str) or not _COMMIT.match(self.revision):
             raise ValueError(
                 f"revision of {self.name!r} must be a 40-hex-digit commit hash (a pin), got "
                 f"{self.revision!r}."
@@ -77,6 +85,13 @@ class PretrainedModel:
                     f"weight file {file!r} of {self.name!r} must be a relative path inside the "
                     "model's folder (no '..', no drive or root)."
                 )
+
+    @property
+    def source(self) -> str:
+        """Where the files come from, for messages: ``repo@revision`` or ``unpublished``."""
+        if self.revision is None:
+            return f"{self.repo_id} (not published yet: bundled files only)"
+        return f"revision {self.revision} of {self.repo_id}"
 
     @property
     def folder(self) -> Path | None:
@@ -144,6 +159,29 @@ def register_pretrained(entry: PretrainedModel, *, overwrite: bool = False) -> N
     _RUNTIME[entry.name] = entry
 
 
+def write_registry_entry(
+    entry: PretrainedModel, path: str | os.PathLike[str] = REGISTRY_FILE
+) -> Path:
+    """Add ``entry`` to the registry file (replacing an entry of the same name), atomically.
+
+    This is how the project's own models get into ``pretrained/registry.json``: from an entry
+    made by :func:`entry_from_folder`, so the checksums are the files' own. A bundled entry's
+    files must already be in ``pretrained/NAME``.
+    """
+    target = Path(path)
+    if entry.bundled:
+        folder = target.parent / entry.name
+        verify_checksums(entry, folder)
+    entries = {e.name: e for e in _load_registry_file(target)}
+    entries[entry.name] = entry
+    document = {
+        "format_version": REGISTRY_VERSION,
+        "models": [entries[name].to_dict() for name in sorted(entries)],
+    }
+    atomic_write_text(target, json.dumps(document, indent=2) + "\n")
+    return target
+
+
 def unregister_pretrained(name: str) -> None:
     """Remove a model added by :func:`register_pretrained` (bundled entries stay)."""
     _RUNTIME.pop(name, None)
@@ -154,7 +192,7 @@ def entry_from_folder(
     *,
     name: str,
     repo_id: str,
-    revision: str,
+    revision: str | None,
     description: str = "",
     bundled: bool = False,
 ) -> PretrainedModel:
@@ -188,14 +226,13 @@ def verify_checksums(entry: PretrainedModel, folder: str | os.PathLike[str]) -> 
         path = root / file
         if not path.is_file():
             raise ChecksumError(
-                f"{entry.name}: {path} is missing; the registry expects it (revision "
-                f"{entry.revision} of {entry.repo_id})."
+                f"{entry.name}: {path} is missing; the registry expects it ({entry.source})."
             )
         actual = sha256_file(path)
         if actual != expected:
             raise ChecksumError(
                 f"{entry.name}: {path} has SHA-256 {actual}, but the registry pins {expected} "
-                f"(revision {entry.revision} of {entry.repo_id}). The file is corrupt or was "
+                f"({entry.source}). The file is corrupt or was "
                 "replaced: delete it from the Hugging Face cache (or reinstall the package for a "
                 "bundled model) and load again. Nothing was loaded."
             )

@@ -426,13 +426,16 @@ class RobustLinearProbe(PretrainedMixin):
         val: ImageDataset | tuple[torch.Tensor, torch.Tensor] | None = None,
         seed: int = 0,
         progress: bool = True,
+        warm_start: bool = False,
     ) -> list[dict[str, Any]]:
         """Train the head (clean linear evaluation, or r-LE, eq. 7, with ``adversarial=True``).
 
         The head is re-initialised from ``seed`` (weights N(0, 0.01^2), bias 0), so ``fit`` always
-        starts afresh and the same seed gives the same result. ``seed`` also drives the shuffling,
-        the augmentation and the PGD random starts. Afterwards the probe is in eval mode and
-        :attr:`best_epoch` names the epoch whose head was kept.
+        starts afresh and the same seed gives the same result; with ``warm_start=True`` it starts
+        from its current weights instead (e.g. a short r-LE from a clean probe's head, copied
+        with ``probe.head.load_state_dict(clean.head.state_dict())``). ``seed`` also drives the
+        shuffling, the augmentation and the PGD random starts. Afterwards the probe is in eval
+        mode and :attr:`best_epoch` names the epoch whose head was kept.
 
         Args:
             data: an ImageDataset (uint8 images and labels), or images (N, 3, H, W) float in
@@ -442,6 +445,7 @@ class RobustLinearProbe(PretrainedMixin):
                 epoch with the best clean accuracy (never for training). Never pass test data.
             seed: seed of every random draw of the run.
             progress: show progress bars.
+            warm_start: start from the head's current weights instead of re-initialising it.
 
         Returns:
             One dict per epoch: ``epoch`` (1-based), ``lr``, ``loss`` (mean training
@@ -476,7 +480,10 @@ class RobustLinearProbe(PretrainedMixin):
         fast = not cfg.augment and not cfg.adversarial
         order_generator = torch.Generator().manual_seed(seed)
         generator = torch.Generator(device=device).manual_seed(seed)
-        self._reset_head(seed)
+        if not isinstance(warm_start, bool):
+            raise TypeError(f"warm_start must be True or False, got {warm_start!r}.")
+        if not warm_start:
+            self._reset_head(seed)
         attack = self.attack if self.attack is not None else self._default_attack(generator)
         optimizer = torch.optim.SGD(
             self.head.parameters(),

@@ -7,12 +7,15 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from ..attacks import ATTACK_LOSSES
 from ..attacks._steps import NORMS, check_budget
 from ..models.encoder import _ARCHS
 
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 REGULARIZER_FORWARDS: tuple[str, ...] = ("separate", "shared")
+ATTACK_SOURCES: tuple[str, ...] = ("augmented", "original")
 
 
 @dataclass
@@ -40,6 +43,8 @@ class TrainConfig:
     attack_norm: str = "linf"  # "linf" or "l2"
     attack_loss: str = "contrastive"  # Table 7 ablation: contrastive, mse, cosine, l1
     attack_random_start: bool = True  # uniform start in the ball
+    attack_source: str = "augmented"  # the image perturbed (Table 5): "augmented" = t(x), as
+    # the original code; "original" = x itself (resized to image_size). Target: t'(x) either way
     # optimisation
     epochs: int = 1000  # the paper trains 1000 epochs
     batch_size: int = 256  # per process (the paper: 256 per GPU on 2 GPUs)
@@ -110,6 +115,10 @@ class TrainConfig:
                 f"attack_loss must be one of {list(ATTACK_LOSSES)}, got {self.attack_loss!r}."
             )
         check_budget(self.eps, self.alpha, self.attack_steps, self.attack_norm)
+        if self.attack_source not in ATTACK_SOURCES:
+            raise ValueError(
+                f"attack_source must be one of {list(ATTACK_SOURCES)}, got {self.attack_source!r}."
+            )
         if self.regularizer_forward not in REGULARIZER_FORWARDS:
             raise ValueError(
                 f"regularizer_forward must be one of {list(REGULARIZER_FORWARDS)}, got "
@@ -126,6 +135,18 @@ class TrainConfig:
             )
         if not isinstance(self.sync_batchnorm, bool):
             raise ValueError(f"sync_batchnorm must be True or False, got {self.sync_batchnorm!r}.")
+        if not isinstance(self.device, str):
+            raise ValueError(
+                f"device must be a string such as 'auto' or 'cuda:0', got {self.device!r}."
+            )
+        if self.device != "auto":
+            try:
+                torch.device(self.device)
+            except (RuntimeError, TypeError) as err:
+                raise ValueError(
+                    f"device {self.device!r} is not a torch device: use 'auto', 'cpu', 'cuda', "
+                    "'cuda:1', 'mps'..."
+                ) from err
         if self.precision not in PRECISIONS:
             raise ValueError(
                 f"precision must be one of {list(PRECISIONS)}, got {self.precision!r}."

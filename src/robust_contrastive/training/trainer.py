@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
@@ -60,7 +61,12 @@ def resolve_device(name: str) -> torch.device:
     """
     if name == "auto":
         return distributed.default_device()
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(
+            f"device {name!r} is not a torch device: use 'auto', 'cpu', 'cuda', 'cuda:1', 'mps'..."
+        ) from err
     if device.type == "cuda" and device.index is None and distributed.is_distributed():
         return distributed.default_device()
     return device
@@ -111,6 +117,15 @@ class RoCLTrainer:
     """
 
     def __init__(self, config: TrainConfig, out_dir: str | os.PathLike[str] | None = None) -> None:
+        if not isinstance(config, TrainConfig):
+            hint = (
+                "TrainConfig.from_dict(values)"
+                if isinstance(config, dict)
+                else "TrainConfig(epochs=..., ...)"
+            )
+            raise TypeError(
+                f"config must be a TrainConfig, got {type(config).__name__}: use {hint}."
+            )
         config.validate()
         self.config = config
         self.out_dir = Path(out_dir) if out_dir is not None else None
@@ -289,8 +304,10 @@ class RoCLTrainer:
             loss = nt_xent_loss(z1, z2, temperature=cfg.temperature, gather_distributed=gather)
             zero = torch.zeros((), device=loss.device)
             return loss, torch.stack((loss, loss, zero)).detach()
+        # The image perturbed: t(x) (the original code), or x itself (Table 5's alternative).
+        source = t1 if cfg.attack_source == "augmented" else self._original_view(batch)
         with self._autocast():
-            adv = self._step_attack().perturb(t1, t2, self.generator)  # t(x)^adv, eq. (4)
+            adv = self._step_attack().perturb(source, t2, self.generator)  # t(x)^adv, eq. (4)
         if cfg.regularizer_forward == "separate":
             # The original's own forward of (adv, t'(x)), before the 3-view forward as there:
             # BatchNorm's running statistics then get the same two updates in the same order.
@@ -306,6 +323,16 @@ class RoCLTrainer:
         )
         loss = contrastive + regularizer / cfg.reg_lambda
         return loss, torch.stack((loss, contrastive, regularizer)).detach()
+
+    def _original_view(self, batch: torch.Tensor) -> torch.Tensor:
+        """x as float in [0, 1] at the views' size: (B, 3, H, W) -> (B, 3, S, S)."""
+        images = batch.float() / 255 if batch.dtype == torch.uint8 else batch
+        size = self.config.image_size
+        if images.shape[-2:] != (size, size):
+            images = F.interpolate(
+                images, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+            ).clamp_(0, 1)
+        return images
 
     # ------------------------------------------------------------------ the loop
     def fit(self, data: ImageDataset | torch.Tensor, *, resume: bool = False) -> TrainResult:
