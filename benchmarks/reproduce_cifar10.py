@@ -259,10 +259,6 @@ def make_splits(dataset: ImageDataset, budget: Budget) -> Splits:
     )
 
 
-def report_summary(report: Any) -> dict[str, Any]:
-    return report.to_dict()  # type: ignore[no-any-return]
-
-
 # ------------------------------------------------------------------ the stages
 def train_encoder(out: Path, name: str, config: TrainConfig, data: ImageDataset) -> dict[str, Any]:
     result = RoCLTrainer(config, out / name).fit(data, resume=True)
@@ -320,26 +316,24 @@ def load_classifier(out: Path, model: str) -> RobustLinearProbe | RobustClassifi
 
 
 def evaluate(
-    out: Path, model: str, threats: list[str | Threat], n_images: int | None, budget: Budget
+    out: Path,
+    model: str,
+    data: ImageDataset,
+    threats: list[str | Threat],
+    n_images: int | None,
+    budget: Budget,
 ) -> dict[str, Any]:
     classifier = load_classifier(out, model)
     report = evaluate_robustness(
         classifier,
-        _eval_set(out, budget),
+        data,
         threats,
         n_images=n_images,
         seed=budget.seed,
         sanity_checks=HEADLINE in threats,
     )
     logger.info("%s:\n%s", model, report.to_markdown())
-    return report_summary(report)
-
-
-_EVAL_CACHE: dict[str, ImageDataset] = {}
-
-
-def _eval_set(out: Path, budget: Budget) -> ImageDataset:
-    return _EVAL_CACHE["eval"]
+    return report.to_dict()
 
 
 def smoothing(out: Path, budget: Budget, splits: Splits) -> dict[str, Any]:
@@ -378,8 +372,8 @@ def smoothing(out: Path, budget: Budget, splits: Splits) -> dict[str, Any]:
     return {
         "accuracy_vs_samples": {str(k): v for k, v in curve.items()},
         "n_images_curve": len(subset),
-        "smoothed": report_summary(report),
-        "base_same_images": report_summary(base),
+        "smoothed": report.to_dict(),
+        "base_same_images": base.to_dict(),
     }
 
 
@@ -724,7 +718,6 @@ def main(argv: list[str] | None = None) -> int:
     if len(dataset.classes) != 10:
         raise SystemExit(f"{args.data} has {len(dataset.classes)} classes; expected CIFAR-10's 10")
     splits = make_splits(dataset, budget)
-    _EVAL_CACHE["eval"] = splits.eval
     split_file = out / "split.json"
     if split_file.exists() and json.loads(split_file.read_text()) != splits.record:
         raise SystemExit(f"{split_file} records another split: the data folder changed")
@@ -803,7 +796,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue  # budget: AutoAttack on the LE probes, RoCL's r-LE and AT
             results["evaluations"].setdefault(model, {})[group] = stages.run(
                 f"eval-{model}-{group}",
-                lambda m=model, t=threats, k=n: evaluate(out, m, t, k, budget),
+                lambda m=model, t=threats, k=n: evaluate(out, m, splits.eval, t, k, budget),
             )
     for steps in budget.pgd_steps:
         threat = Threat(f"linf-8/255-pgd{steps}", "linf", 8 / 255, 2 / 255, steps=steps)
@@ -811,7 +804,9 @@ def main(argv: list[str] | None = None) -> int:
             if model in models:
                 results["evaluations"][model][f"pgd{steps}"] = stages.run(
                     f"eval-{model}-pgd{steps}",
-                    lambda m=model, t=threat: evaluate(out, m, [t], budget.lp_images, budget),
+                    lambda m=model, t=threat: evaluate(
+                        out, m, splits.eval, [t], budget.lp_images, budget
+                    ),
                 )
     # 4. smoothing and embeddings
     if "rocl" in budget.methods:

@@ -56,6 +56,7 @@ from ..models.pretrained import (
     read_pretrained_config,
 )
 from ..training.checkpoint import LAST_CHECKPOINT, load_checkpoint, save_checkpoint
+from ..training.config import check_device
 from ..training.trainer import NonFiniteLossError, resolve_device
 
 __all__ = [
@@ -440,18 +441,7 @@ class FinetuneConfig:
             )
         if self.augment not in AUGMENTATIONS:
             raise ValueError(f"augment must be one of {list(AUGMENTATIONS)}, got {self.augment!r}.")
-        if not isinstance(self.device, str) or not self.device:
-            raise ValueError(
-                f"device must be 'auto' or a torch device string, got {self.device!r}."
-            )
-        if self.device != "auto":
-            try:
-                torch.device(self.device)
-            except RuntimeError as err:
-                raise ValueError(
-                    f"device must be 'auto' or a torch device string such as 'cpu', 'cuda' or "
-                    f"'cuda:1', got {self.device!r}."
-                ) from err
+        check_device(self.device)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable copy."""

@@ -18,6 +18,23 @@ REGULARIZER_FORWARDS: tuple[str, ...] = ("separate", "shared")
 ATTACK_SOURCES: tuple[str, ...] = ("augmented", "original")
 
 
+def check_device(device: object) -> None:
+    """Raise ``ValueError`` unless ``device`` is ``"auto"`` or a string ``torch.device`` accepts."""
+    if not isinstance(device, str) or not device:
+        raise ValueError(
+            f"device must be 'auto' or a torch device string such as 'cpu', 'cuda' or 'cuda:1', "
+            f"got {device!r}."
+        )
+    if device != "auto":
+        try:
+            torch.device(device)
+        except (RuntimeError, TypeError) as err:
+            raise ValueError(
+                f"device {device!r} is not a torch device: use 'auto', 'cpu', 'cuda', 'cuda:1', "
+                "'mps'..."
+            ) from err
+
+
 @dataclass
 class TrainConfig:
     """A flat training configuration. Defaults reproduce RoCL on CIFAR-10 (paper + original code).
@@ -135,18 +152,7 @@ class TrainConfig:
             )
         if not isinstance(self.sync_batchnorm, bool):
             raise ValueError(f"sync_batchnorm must be True or False, got {self.sync_batchnorm!r}.")
-        if not isinstance(self.device, str):
-            raise ValueError(
-                f"device must be a string such as 'auto' or 'cuda:0', got {self.device!r}."
-            )
-        if self.device != "auto":
-            try:
-                torch.device(self.device)
-            except (RuntimeError, TypeError) as err:
-                raise ValueError(
-                    f"device {self.device!r} is not a torch device: use 'auto', 'cpu', 'cuda', "
-                    "'cuda:1', 'mps'..."
-                ) from err
+        check_device(self.device)
         if self.precision not in PRECISIONS:
             raise ValueError(
                 f"precision must be one of {list(PRECISIONS)}, got {self.precision!r}."

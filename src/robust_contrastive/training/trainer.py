@@ -25,7 +25,7 @@ from ..losses import nt_xent_loss
 from ..models import ProjectionHead, RoCLEncoder
 from . import distributed
 from .checkpoint import LAST_CHECKPOINT, load_checkpoint, save_checkpoint
-from .config import TrainConfig
+from .config import TrainConfig, check_device
 from .folding import FoldedEncoder
 from .optim import LARS, warmup_cosine_lr
 
@@ -59,14 +59,10 @@ def resolve_device(name: str) -> torch.device:
     In a distributed run (an initialised process group of several processes), ``"auto"`` and
     ``"cuda"`` mean ``cuda:LOCAL_RANK``: one GPU per process.
     """
+    check_device(name)
     if name == "auto":
         return distributed.default_device()
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(
-            f"device {name!r} is not a torch device: use 'auto', 'cpu', 'cuda', 'cuda:1', 'mps'..."
-        ) from err
+    device = torch.device(name)
     if device.type == "cuda" and device.index is None and distributed.is_distributed():
         return distributed.default_device()
     return device
