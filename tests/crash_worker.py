@@ -85,7 +85,7 @@ def main() -> None:
 
         checkpoint.torch.save = torn_save  # type: ignore[assignment]
     elif kind == "metrics-write":
-        real_write = trainer._atomic_write_text
+        real_write = trainer.atomic_write_text
 
         def write(path: Path, text: str) -> None:
             if path.name == trainer.METRICS_FILE and nth_call():
@@ -93,7 +93,7 @@ def main() -> None:
                 die()
             real_write(path, text)
 
-        trainer._atomic_write_text = write
+        trainer.atomic_write_text = write
     elif kind == "final-save":
         real_save_file = pretrained.save_file
 

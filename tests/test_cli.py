@@ -134,6 +134,39 @@ def test_quickstart_on_the_bundled_sample(
     assert "| SimCLR |" in printed
 
 
+def test_probe_selects_the_r_le_epoch_on_robust_accuracy(
+    tmp_path: Path, image_folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    encoder_dir = tmp_path / "encoder"
+    RoCLEncoder(width=4).save_pretrained(encoder_dir)
+    probe_dir = tmp_path / "probe"
+    code = main(
+        [
+            "probe",
+            "--encoder",
+            str(encoder_dir),
+            "--data",
+            str(image_folder),
+            "--out",
+            str(probe_dir),
+            "--adversarial",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "4",
+            "--val-per-class",
+            "2",
+            "--select",
+            "robust",
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    last = json.loads(capsys.readouterr().out.split("last epoch: ")[1].splitlines()[0])
+    assert 0.0 <= last["val_robust_accuracy"] <= 1.0  # scored under the r-LE attack
+    assert (probe_dir / "model.safetensors").is_file()
+
+
 def test_train_probe_evaluate(
     tmp_path: Path, image_folder: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -12,6 +12,7 @@ from torchvision.io import ImageReadMode, decode_image, encode_jpeg, write_file,
 from robust_contrastive.data import (
     SAMPLE_PATH,
     ImageDataset,
+    first_per_class,
     load_cifar,
     load_dataset,
     load_image_folder,
@@ -270,3 +271,15 @@ def test_subset() -> None:
     assert len(dataset.subset(torch.tensor([], dtype=torch.int64))) == 0
     with pytest.raises(ValueError, match="lie in"):
         dataset.subset([5])
+
+
+def test_first_per_class_keeps_the_first_images_of_each_class_in_order() -> None:
+    labels = torch.tensor([2, 0, 2, 1, 0, 2, 0, 1])
+    positions = first_per_class(labels, 2)
+    assert positions.tolist() == [0, 1, 2, 3, 4, 7]  # class 0: 1, 4; class 1: 3, 7; class 2: 0, 2
+    assert positions.dtype == torch.int64
+    assert first_per_class(labels, 10).tolist() == list(range(8))  # a small class keeps all
+    with pytest.raises(ValueError, match="per_class must be a positive integer"):
+        first_per_class(labels, 0)
+    with pytest.raises(ValueError, match="labels must be integers"):
+        first_per_class(labels.float(), 1)

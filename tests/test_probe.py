@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from robust_contrastive import ImageDataset, RoCLEncoder
+from robust_contrastive import PGD, ImageDataset, RoCLEncoder
 from robust_contrastive.evaluation.probe import ProbeConfig, RobustLinearProbe, accuracy
 
 NUM_CLASSES = 4
@@ -228,6 +228,46 @@ def test_best_validation_epoch_is_kept_and_val_never_trains(encoder: RoCLEncoder
     assert probe.best_epoch is not None
     assert probe.best_epoch < 8  # the selection did pick an earlier head here
     assert not torch.equal(plain.head.weight, probe.head.weight)
+
+
+def test_robust_selection_keeps_the_epoch_with_the_best_pgd_accuracy(
+    encoder: RoCLEncoder,
+) -> None:
+    images, labels = colour_data(32, seed=0)
+    val_images, val_labels = colour_data(16, seed=1, noise=0.3)
+    probe = RobustLinearProbe(
+        encoder,
+        NUM_CLASSES,
+        adversarial=True,
+        eps=16 / 255,
+        alpha=4 / 255,
+        attack_steps=3,
+        epochs=5,
+        batch_size=8,
+        lr=0.5,
+        augment=False,
+    )
+    history = probe.fit(
+        images, labels, val=(val_images, val_labels), select="robust", seed=2, progress=False
+    )
+    robust = [h["val_robust_accuracy"] for h in history]
+    assert all("val_accuracy" in h for h in history)  # clean accuracy is still recorded
+    best = max(range(len(robust)), key=lambda i: (robust[i], -i))  # earliest of the best
+    assert probe.best_epoch == best + 1
+    # The kept head's accuracy under the same attack, recomputed with an independent PGD run
+    # from the same random start, is the recorded score of its epoch.
+    pgd = PGD(probe, eps=16 / 255, alpha=4 / 255, steps=3, norm="linf")
+    generator = torch.Generator().manual_seed(2 + 1)
+    adversarial = pgd(val_images, val_labels, generator)
+    assert accuracy(probe, adversarial, val_labels) == pytest.approx(robust[best])
+    assert min(robust) < max(h["val_accuracy"] for h in history)  # the attack does bite
+
+
+def test_select_must_be_clean_or_robust(encoder: RoCLEncoder) -> None:
+    images, labels = colour_data(8, seed=0)
+    probe = RobustLinearProbe(encoder, NUM_CLASSES, epochs=1, augment=False)
+    with pytest.raises(ValueError, match="select must be one of"):
+        probe.fit(images, labels, val=(images, labels), select="pgd", progress=False)
 
 
 def test_fit_is_reproducible_and_restarts(encoder: RoCLEncoder) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ._io import atomic_write_text
-from .data import ImageDataset, load_dataset, train_val_split
+from .data import ImageDataset, first_per_class, load_dataset, train_val_split
 from .evaluation.finetuning import RobustClassifier
 from .evaluation.probe import RobustLinearProbe
 from .evaluation.smoothing import TransformationSmoothedClassifier
@@ -228,16 +228,6 @@ QUICKSTART_HELD_OUT = 50  # images per class held out for evaluation (never trai
 QUICKSTART_PROBE_EPOCHS = 50  # linear probe epochs (on cached features: seconds)
 
 
-def _first_per_class(dataset: ImageDataset, per_class: int) -> ImageDataset:
-    """The first ``per_class`` images of every class, in order."""
-    keep = [
-        int(i)
-        for c in range(len(dataset.classes))
-        for i in (dataset.labels == c).nonzero().flatten()[:per_class]
-    ]
-    return dataset.subset(sorted(keep))
-
-
 def _cmd_quickstart(args: argparse.Namespace) -> int:
     config = _config_from_args(args)
     out = Path(args.out)
@@ -247,7 +237,9 @@ def _cmd_quickstart(args: argparse.Namespace) -> int:
         dataset.labels, val_per_class=args.held_out_per_class, seed=config.seed
     )
     train_set, held_out = dataset.subset(train_idx), dataset.subset(held_idx)
-    pretrain_set = _first_per_class(train_set, args.max_per_class or len(train_set))
+    pretrain_set = train_set.subset(
+        first_per_class(train_set.labels, args.max_per_class or len(train_set))
+    )
     out.mkdir(parents=True, exist_ok=True)
     split = {
         "data": str(args.data),
@@ -377,7 +369,9 @@ def _cmd_probe(args: argparse.Namespace) -> int:
             train_set.labels, val_per_class=args.val_per_class, seed=args.seed
         )
         train_set, val = train_set.subset(fit_idx), train_set.subset(val_idx)
-    history = probe.fit(train_set, val=val, seed=args.seed, progress=not args.no_progress)
+    history = probe.fit(
+        train_set, val=val, seed=args.seed, progress=not args.no_progress, select=args.select
+    )
     probe.save_pretrained(args.out)
     kind = "robust linear evaluation (r-LE)" if args.adversarial else "linear evaluation"
     print(f"{kind} on {len(train_set)} images; last epoch: {json.dumps(history[-1])}")
@@ -604,6 +598,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="hold out this many training images per class to select the best "
         "epoch on (default: 0, keep the last epoch)",
+    )
+    probe.add_argument(
+        "--select",
+        choices=("clean", "robust"),
+        default="clean",
+        help="with --val-per-class: pick the epoch on clean accuracy (default) or on PGD "
+        "accuracy under the r-LE attack (robust; for --adversarial)",
     )
     probe.set_defaults(func=_cmd_probe)
 

@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 __all__ = [
     "SAMPLE_PATH",
     "ImageDataset",
+    "first_per_class",
     "load_cifar",
     "load_dataset",
     "load_image_folder",
@@ -711,3 +712,35 @@ def train_val_split(
     is_val[val_indices] = True
     train_indices = (~is_val).nonzero().flatten()
     return train_indices.to(torch.int64), val_indices.to(torch.int64)
+
+
+def first_per_class(labels: torch.Tensor, per_class: int) -> torch.Tensor:
+    """Positions of the first ``per_class`` images of every class (all of a smaller class).
+
+    A deterministic, class-balanced subset: ``dataset.subset(first_per_class(dataset.labels,
+    100))`` keeps the first 100 images of each class in their original order.
+
+    Args:
+        labels: (N,) integer class labels.
+        per_class: images to keep per class, >= 1.
+
+    Returns:
+        Sorted (M,) int64 positions into ``labels``, M = sum over classes of
+        ``min(per_class, count)``.
+
+    Raises:
+        ValueError: ``labels`` is not a 1-D integer tensor, or ``per_class`` is not a positive
+            integer.
+    """
+    if not isinstance(labels, torch.Tensor) or labels.ndim != 1:
+        raise ValueError("labels must be a 1-D torch.Tensor of class labels")
+    if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+        raise ValueError(f"labels must be integers, got dtype {labels.dtype}; use labels.long()")
+    if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
+        raise ValueError(f"per_class must be a positive integer, got {per_class!r}")
+    labels = labels.detach().cpu()
+    keep = [(labels == value).nonzero().flatten()[:per_class] for value in torch.unique(labels)]
+    if not keep:
+        return torch.zeros(0, dtype=torch.int64)
+    positions, _ = torch.sort(torch.cat(keep))
+    return positions.to(torch.int64)

@@ -34,6 +34,7 @@ from safetensors.torch import load_file
 from torch import nn
 from tqdm.auto import tqdm
 
+from .._io import atomic_write_text
 from ..attacks import PGD, InstanceWiseAttack
 from ..attacks._steps import (
     NORMS,
@@ -938,16 +939,10 @@ def _write_config(folder: Path | None, config: FinetuneConfig) -> None:
     if folder is None:
         return
     folder.mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(folder / CONFIG_FILE, json.dumps(config.to_dict(), indent=2) + "\n")
+    atomic_write_text(folder / CONFIG_FILE, json.dumps(config.to_dict(), indent=2) + "\n")
 
 
 def _write_metrics(folder: Path | None, history: list[dict[str, Any]]) -> None:
     if folder is None:
         return
-    _atomic_write_text(folder / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in history))
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write_text(folder / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in history))

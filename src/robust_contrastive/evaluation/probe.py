@@ -56,6 +56,7 @@ ENCODER_DIR = "encoder"
 """Sub-folder of a saved probe that holds its encoder (``RoCLEncoder.save_pretrained``)."""
 
 SCHEDULES: tuple[str, ...] = ("step", "cosine")
+SELECTIONS: tuple[str, ...] = ("clean", "robust")  # what fit(val=...) picks the epoch on
 # The original linear evaluation divides the lr by 10 after epochs 30, 50 and 100 of 150; for
 # another number of epochs the milestones keep the same fractions of the run.
 STEP_MILESTONES: tuple[float, ...] = (30 / 150, 50 / 150, 100 / 150)
@@ -258,9 +259,12 @@ class RobustLinearProbe(PretrainedMixin):
     * fast path (``augment=False`` and ``adversarial=False``): the encoder's features are
       computed once, in batches and without gradients, and the head trains on the cached
       features: the result equals the slow path's up to floating-point rounding;
-    * model selection: with ``val``, the head of the epoch with the best clean validation
-      accuracy (the earliest among ties) is kept; without it, the last epoch's head. Validation
-      features are computed once (the encoder is frozen). Nothing else (no test data) is used.
+    * model selection: with ``val``, the head of the epoch with the best validation accuracy
+      (the earliest among ties) is kept; without it, the last epoch's head. ``fit(...,
+      select="clean")`` scores clean accuracy (validation features are computed once: the
+      encoder is frozen); ``select="robust"`` scores accuracy under the probe's own r-LE attack
+      (l-inf PGD, ``eps``, ``alpha``, ``attack_steps``, the same random start every epoch), the
+      choice for r-LE, whose aim is robustness. Nothing else (no test data) is used.
 
     Args:
         encoder: the pretrained encoder f_theta (frozen in place).
@@ -427,6 +431,7 @@ class RobustLinearProbe(PretrainedMixin):
         seed: int = 0,
         progress: bool = True,
         warm_start: bool = False,
+        select: str = "clean",
     ) -> list[dict[str, Any]]:
         """Train the head (clean linear evaluation, or r-LE, eq. 7, with ``adversarial=True``).
 
@@ -442,15 +447,19 @@ class RobustLinearProbe(PretrainedMixin):
                 [0, 1] with ``labels``.
             labels: (N,) integer class indices in [0, num_classes) when ``data`` is a tensor.
             val: validation data, an ImageDataset or ``(images, labels)``; used only to pick the
-                epoch with the best clean accuracy (never for training). Never pass test data.
+                epoch (never for training). Never pass test data.
             seed: seed of every random draw of the run.
             progress: show progress bars.
             warm_start: start from the head's current weights instead of re-initialising it.
+            select: what ``val`` scores each epoch on: ``"clean"`` accuracy, or ``"robust"``
+                accuracy under the r-LE attack (l-inf PGD with this probe's ``eps``, ``alpha``
+                and ``attack_steps``; one PGD run over ``val`` per epoch).
 
         Returns:
             One dict per epoch: ``epoch`` (1-based), ``lr``, ``loss`` (mean training
             cross-entropy), ``train_accuracy`` (on the images trained on: adversarial ones for
-            r-LE), ``val_accuracy`` (with ``val``) and ``seconds``.
+            r-LE), ``val_accuracy`` (clean, with ``val``), ``val_robust_accuracy`` (with ``val``
+            and ``select="robust"``) and ``seconds``.
 
         Raises:
             TypeError / ValueError: bad data or labels (non-float tensors, values outside
@@ -482,6 +491,11 @@ class RobustLinearProbe(PretrainedMixin):
         generator = torch.Generator(device=device).manual_seed(seed)
         if not isinstance(warm_start, bool):
             raise TypeError(f"warm_start must be True or False, got {warm_start!r}.")
+        if select not in SELECTIONS:
+            raise ValueError(
+                f"select must be one of {list(SELECTIONS)}, got {select!r}: 'robust' picks the "
+                "epoch on PGD accuracy over val (for r-LE)."
+            )
         if not warm_start:
             self._reset_head(seed)
         attack = self.attack if self.attack is not None else self._default_attack(generator)
@@ -555,9 +569,12 @@ class RobustLinearProbe(PretrainedMixin):
                     "loss": mean_loss,
                     "train_accuracy": int(correct) / num_images,
                 }
-                if val_features is not None and val_targets is not None:
+                if val_features is not None and val_images is not None and val_targets is not None:
                     val_accuracy = self._feature_accuracy(val_features, val_targets)
                     record["val_accuracy"] = val_accuracy
+                    if select == "robust":
+                        val_accuracy = self._robust_accuracy(val_images, val_targets, seed)
+                        record["val_robust_accuracy"] = val_accuracy
                     if val_accuracy > best_accuracy:
                         best_accuracy = val_accuracy
                         best_state = {
@@ -577,8 +594,9 @@ class RobustLinearProbe(PretrainedMixin):
         if best_state is not None:
             self.head.load_state_dict(best_state)
             logger.info(
-                "kept the head of epoch %d (best validation accuracy %.4f)",
+                "kept the head of epoch %d (best %s validation accuracy %.4f)",
                 self.best_epoch,
+                select,
                 best_accuracy,
             )
         else:
@@ -621,6 +639,21 @@ class RobustLinearProbe(PretrainedMixin):
         with torch.no_grad():
             features: torch.Tensor = self.encoder(batch.detach())
         return features
+
+    def _robust_accuracy(self, images: torch.Tensor, targets: torch.Tensor, seed: int) -> float:
+        """Accuracy on ``images`` (N, 3, H, W) under the r-LE attack, the same starts each call."""
+        cfg = self.config
+        pgd = PGD(self, eps=cfg.eps, alpha=cfg.alpha, steps=cfg.attack_steps, norm="linf")
+        generator = torch.Generator(device=self.device).manual_seed(seed + 1)
+        size = min(cfg.batch_size, 512)  # the attack's activations: keep batches moderate
+        correct = 0
+        for start in range(0, images.shape[0], size):
+            batch = _float_batch(images[start : start + size], self.device)
+            batch_targets = targets[start : start + size].to(self.device)
+            adversarial = pgd.perturb(batch, batch_targets, generator)
+            with torch.no_grad():
+                correct += int((self(adversarial).argmax(dim=1) == batch_targets).sum())
+        return correct / images.shape[0]
 
     @torch.no_grad()
     def _feature_accuracy(self, features: torch.Tensor, targets: torch.Tensor) -> float:

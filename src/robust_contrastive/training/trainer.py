@@ -17,6 +17,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from .._io import atomic_write_text
 from ..attacks import InstanceWiseAttack
 from ..attacks._steps import check_images
 from ..augment import SimCLRAugmentation
@@ -589,7 +590,7 @@ class RoCLTrainer:
             return
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            _atomic_write_text(
+            atomic_write_text(
                 self.out_dir / CONFIG_FILE, json.dumps(self.config.to_dict(), indent=2)
             )
         except OSError as err:
@@ -603,10 +604,4 @@ class RoCLTrainer:
         if self.out_dir is None or not self.is_main_process:
             return
         lines = "".join(json.dumps(record) + "\n" for record in self.history)
-        _atomic_write_text(self.out_dir / METRICS_FILE, lines)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+        atomic_write_text(self.out_dir / METRICS_FILE, lines)
