@@ -61,8 +61,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--encoder", required=True, type=Path, help="encoder folder or last.pt")
     parser.add_argument("--rle-per-class", type=int, default=200, help="r-LE training images")
     parser.add_argument("--epochs", type=int, default=3, help="r-LE epochs")
-    parser.add_argument("--lr", type=float, default=0.01, help="r-LE learning rate")
+    parser.add_argument(
+        "--lr", type=float, nargs="+", default=[0.01], help="r-LE learning rates (one run each)"
+    )
     parser.add_argument("--check-per-class", type=int, default=100, help="check images")
+    parser.add_argument(
+        "--no-augment",
+        action="store_true",
+        help="r-LE on PGD examples of un-augmented images (default: SimCLR-augmented, eq. 7)",
+    )
     parser.add_argument(
         "--pool-per-class", type=int, default=None, help="LE images per class (default: all)"
     )
@@ -92,23 +99,28 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     le = RobustLinearProbe(encoder, 10, augment=False, epochs=50, batch_size=256)
     le.fit(dataset.subset(pool), val=select, seed=0)
-    rle = RobustLinearProbe(
-        encoder,
-        10,
-        adversarial=True,
-        epochs=args.epochs,
-        batch_size=128,
-        lr=args.lr,
-        schedule="cosine",
-    )
-    rle.head.load_state_dict(le.head.state_dict())
-    history = rle.fit(
-        dataset.subset(rle_train), val=select, seed=0, warm_start=True, select="robust"
-    )
-    results["rle_history"] = history
-    results["rle_best_epoch"] = rle.best_epoch
+    probes: list[tuple[str, RobustLinearProbe]] = [("LE", le)]
+    for lr in args.lr:
+        rle = RobustLinearProbe(
+            encoder,
+            10,
+            adversarial=True,
+            epochs=args.epochs,
+            batch_size=128,
+            lr=lr,
+            schedule="cosine",
+            augment=not args.no_augment,
+        )
+        rle.head.load_state_dict(le.head.state_dict())
+        history = rle.fit(
+            dataset.subset(rle_train), val=select, seed=0, warm_start=True, select="robust"
+        )
+        name = f"r-LE from the LE head, lr {lr}"
+        results[f"{name}: history"] = history
+        results[f"{name}: best_epoch"] = rle.best_epoch
+        probes.append((f"{name} (kept epoch {rle.best_epoch})", rle))
     rows = []
-    for name, probe in (("LE", le), ("r-LE from the LE head", rle)):
+    for name, probe in probes:
         report = evaluate_robustness(probe, check_set, [HEADLINE], seed=0, sanity_checks=False)
         rows.append((name, report.clean_accuracy, report.results[0].accuracy))
         results[name] = report.to_dict()
@@ -116,8 +128,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"encoder: {source}; {len(check_set)} check images (never trained or selected on)")
     print(
-        f"r-LE: {len(rle_train)} images, {args.epochs} epochs, lr {args.lr}, kept epoch "
-        f"{rle.best_epoch}"
+        f"r-LE: {len(rle_train)} {'un-augmented' if args.no_augment else 'augmented'} images, "
+        f"{args.epochs} epochs, epoch on robust selection"
     )
     print("| probe | clean (%) | PGD-20 l-inf 8/255 (%) |\n| --- | --- | --- |")
     for name, clean, robust in rows:
