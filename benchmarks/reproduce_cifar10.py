@@ -512,7 +512,11 @@ def plots(folder: Path, results: dict[str, Any], tag: str) -> list[str]:
                 label="select: PGD-10",
             )
             right.set_ylabel("selection-split accuracy (%)")
-            right.legend(loc="center right", fontsize=8)
+            # one legend for both axes, where no curve runs (each axis's own one overlapped)
+            lines = ax.get_lines() + right.get_lines()
+            right.legend(
+                lines, [line.get_label() for line in lines], loc="center right", fontsize=8
+            )
         else:
             ax.plot(epochs, [e["loss"] for e in h], marker="o", label="total")
             if method == "rocl":
@@ -524,7 +528,7 @@ def plots(folder: Path, results: dict[str, Any], tag: str) -> list[str]:
                 ylabel="loss",
                 title="SimCLR" if method == "simclr" else "RoCL (3 views + 1/256 regulariser)",
             )
-        ax.legend(loc="upper right", fontsize=8)
+            ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     save(fig, "training_curves")
 
@@ -870,8 +874,9 @@ def main(argv: list[str] | None = None) -> int:
             if f"{method}-le" not in models:
                 continue
             threat = Threat(f"linf-8/255-pgd{steps}", "linf", 8 / 255, 2 / 255, steps=steps)
-            results["evaluations"][f"{method}-le"][f"pgd{steps}"] = stages.run(
-                f"eval-{method}-le-pgd{steps}",
+            # "steps{N}", not "pgd{N}": the headline group is already called "pgd20"
+            results["evaluations"][f"{method}-le"][f"steps{steps}"] = stages.run(
+                f"eval-{method}-le-steps{steps}",
                 lambda m=f"{method}-le", t=threat: evaluate(
                     out, m, splits.eval, [t], budget.lp_images, budget
                 ),
@@ -925,6 +930,20 @@ def main(argv: list[str] | None = None) -> int:
             f"{100 * base['clean_accuracy']:.1f}, "
             f"PGD-20 {100 * base['results'][0]['accuracy']:.1f}.",
         ]
+    for model, reports in results["evaluations"].items():  # Table 6: PGD steps at test time
+        by_steps = [
+            (int(group[5:]), _accuracy(report, f"linf-8/255-pgd{group[5:]}"))
+            for group, report in reports.items()
+            if group.startswith("steps") and group[5:].isdigit()
+        ]
+        found = [(steps, acc) for steps, acc in sorted(by_steps) if acc is not None]
+        if found:
+            cells = ", ".join(f"{steps}: {100 * acc:.1f}" for steps, (acc, _) in found)
+            summary += [
+                "",
+                f"PGD steps at test time (Table 6), {MODEL_NAMES.get(model, model)}, l-inf "
+                f"8/255 with step 2/255, accuracy by steps on {found[0][1][1]} images: {cells}.",
+            ]
     (results_dir / f"{stem}.md").write_text("\n".join(summary) + "\n")
     print("\n".join(summary))
     return 0

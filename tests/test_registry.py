@@ -203,11 +203,28 @@ def test_a_bundled_model_loads_offline_by_name_with_its_card(
     # The card's figures are the folder's own records, tied to these weights.
     card = ModelCard.load(entry.folder / "README.md")
     records = json.loads((entry.folder / "eval_results.json").read_text())["entries"]
-    metrics = {r.metric_name: r.metric_value for r in card.data.eval_results}
-    clean = [r["report"]["clean_accuracy"] for r in records]
-    assert metrics["clean accuracy"] == pytest.approx(100 * clean[0], abs=0.01)
-    assert "robust accuracy, PGD-20 linf eps=8/255 step=2/255" in metrics
-    assert "robust accuracy, AutoAttack (standard) linf eps=8/255" in metrics
+    # One evaluation record per image count (2,000; 1,000; 500), each giving a clean figure.
+    card_clean = [
+        r.metric_value for r in card.data.eval_results if r.metric_name == "clean accuracy"
+    ]
+    clean = [100 * r["report"]["clean_accuracy"] for r in records]
+    assert card_clean == pytest.approx(clean, abs=0.01)
+    headline = "robust accuracy, PGD-20 linf eps=8/255 step=2/255"
+    card_pgd = [r.metric_value for r in card.data.eval_results if r.metric_name == headline]
+    recorded_pgd = [
+        100 * result["accuracy"]
+        for r in records
+        for result in r["report"]["results"]
+        if result["attack"] == "pgd"
+        and result["norm"] == "linf"
+        and result["steps"] == 20
+        and result["eps"] == pytest.approx(8 / 255)
+        and result["alpha"] == pytest.approx(2 / 255)
+    ]
+    assert card_pgd == pytest.approx(recorded_pgd, abs=0.01)
+    assert card_pgd, "the card lacks the headline PGD-20 figure"
+    names = {r.metric_name for r in card.data.eval_results}
+    assert "robust accuracy, AutoAttack (standard) linf eps=8/255" in names
 
 
 @pytest.mark.slow
