@@ -17,10 +17,11 @@ drawn after the encoder's training images; PGD on the first ``--attack-per-class
 It also reports the LE head's accuracy on the encoder's own training images against unseen
 ones (does the encoder overfit its 8,000 images?). The run's evaluation split is never touched.
 
-Run (about 15 minutes on one core)::
+Run after the reproduction (its run folder holds ``split.json``; its RoCL encoder is also bundled
+as ``src/robust_contrastive/pretrained/rocl-resnet18-w16-cifar10-cpu``); about 7 minutes::
 
     python benchmarks/le_check.py --data ../shared/data/cifar10-train --run runs/cifar10-cpu \\
-        --encoder runs/cifar10-cpu/rocl --out benchmarks/results/le_check.json
+        --encoder runs/cifar10-cpu/rocl --threads 1 --out benchmarks/results/le_check.json
 """
 
 from __future__ import annotations
@@ -141,7 +142,6 @@ def main(argv: list[str] | None = None) -> int:
             probe.head.weight.copy_(weight)
             probe.head.bias.copy_(bias)
         probes.append((f"logistic regression (L-BFGS), l2 {l2:g}", probe.eval()))
-    rows = []
     for name, probe in probes:
         report = evaluate_robustness(
             probe, dataset.subset(attacked), [HEADLINE], seed=0, sanity_checks=False
@@ -154,7 +154,6 @@ def main(argv: list[str] | None = None) -> int:
             "weight_norm": float(probe.head.weight.detach().norm()),
         }
         table[name] = row
-        rows.append((name, row))
     results["seconds"] = time.perf_counter() - start
 
     print(
@@ -165,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         f"| probe | fit images (%) | {len(check)} check (%) | {len(attacked)} attacked: clean (%)"
         " | PGD-20 (%) | weight norm |\n| --- | --- | --- | --- | --- | --- |"
     )
-    for name, row in rows:
+    for name, row in table.items():
         print(
             f"| {name} | {100 * row['fit_accuracy']:.1f} | {100 * row['check_accuracy']:.1f} | "
             f"{100 * row['attacked_clean_accuracy']:.1f} | "

@@ -931,18 +931,18 @@ def main(argv: list[str] | None = None) -> int:
             f"PGD-20 {100 * base['results'][0]['accuracy']:.1f}.",
         ]
     for model, reports in results["evaluations"].items():  # Table 6: PGD steps at test time
-        by_steps = [
-            (int(group[5:]), _accuracy(report, f"linf-8/255-pgd{group[5:]}"))
-            for group, report in reports.items()
-            if group.startswith("steps") and group[5:].isdigit()
+        found = [
+            (steps, acc)
+            for steps in sorted(budget.pgd_steps)
+            if (acc := _accuracy(reports.get(f"steps{steps}"), f"linf-8/255-pgd{steps}"))
         ]
-        found = [(steps, acc) for steps, acc in sorted(by_steps) if acc is not None]
         if found:
+            n_images = found[0][1][1]
             cells = ", ".join(f"{steps}: {100 * acc:.1f}" for steps, (acc, _) in found)
             summary += [
                 "",
                 f"PGD steps at test time (Table 6), {MODEL_NAMES.get(model, model)}, l-inf "
-                f"8/255 with step 2/255, accuracy by steps on {found[0][1][1]} images: {cells}.",
+                f"8/255 with step 2/255, accuracy by steps on {n_images} images: {cells}.",
             ]
     (results_dir / f"{stem}.md").write_text("\n".join(summary) + "\n")
     print("\n".join(summary))

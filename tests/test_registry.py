@@ -203,7 +203,7 @@ def test_a_bundled_model_loads_offline_by_name_with_its_card(
     # The card's figures are the folder's own records, tied to these weights.
     card = ModelCard.load(entry.folder / "README.md")
     records = json.loads((entry.folder / "eval_results.json").read_text())["entries"]
-    # One evaluation record per image count (2,000; 1,000; 500), each giving a clean figure.
+    # One evaluation record per evaluation stage, each with its own clean figure.
     card_clean = [
         r.metric_value for r in card.data.eval_results if r.metric_name == "clean accuracy"
     ]
