@@ -12,10 +12,14 @@ target's accuracy on the transferred images.
 
 The script
 
-1. loads a source and a target run (``--source RUN --target RUN``: folders with the encoder at
-   RUN, the projector in RUN/projector and a linear probe in RUN/probe, as written by
-   ``robust-contrastive quickstart``), or trains both itself: a RoCL source and a SimCLR target,
-   each with a clean linear probe on cached features;
+1. loads a source and a target model: by default the bundled RoCL encoder
+   ``rocl-resnet18-w16-cifar10-cpu`` (source: its projector and its linear probe
+   ``...-probe``) and the bundled SimCLR twin ``simclr-resnet18-w16-cifar10-cpu`` (target),
+   or two runs (``--source RUN --target RUN``: folders with the encoder at RUN, the projector
+   in RUN/projector and a linear probe in RUN/probe, as written by ``robust-contrastive
+   quickstart``); held-out images: the bundled held-out sample (``load_sample(held_out=True)``,
+   never trained or selected on by the bundled models), or with ``--split RUN/split.json`` the
+   ``val`` images of your runs;
 2. measures the target's clean accuracy, its white-box PGD accuracy (for reference) and its
    accuracy on PGD and instance-wise examples transferred from the source;
 3. writes ``OUT/transfer.json``.
@@ -26,6 +30,8 @@ Run (from the repository root)::
     python examples/black_box_transfer.py --source quickstart-run/rocl \\
         --target quickstart-run/simclr --split quickstart-run/split.json --out runs/transfer-qs
     python examples/black_box_transfer.py --tiny --out /tmp/transfer-tiny     # seconds
+
+``--tiny`` attacks 100 images (10 per class) with 5 steps: rough numbers, for a quick look.
 """
 
 from __future__ import annotations
@@ -40,19 +46,17 @@ import torch
 
 from robust_contrastive import (
     PGD,
-    ImageDataset,
     InstanceWiseAttack,
     ProjectionHead,
     RobustLinearProbe,
-    RoCLTrainer,
-    TrainConfig,
     load_sample,
-    train_val_split,
     transfer_accuracy,
 )
 from robust_contrastive.evaluation import accuracy
 
 logger = logging.getLogger("black_box_transfer")
+
+SOURCE, TARGET = "rocl-resnet18-w16-cifar10-cpu", "simclr-resnet18-w16-cifar10-cpu"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -64,9 +68,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="output folder for transfer.json (default: runs/example-transfer)",
     )
     parser.add_argument(
-        "--source", type=Path, default=None, help="source run (encoder, projector/, probe/)"
+        "--source",
+        default=SOURCE,
+        help=f"source run (encoder, projector/, probe/) or registered encoder (default: {SOURCE})",
     )
-    parser.add_argument("--target", type=Path, default=None, help="target run (encoder, probe/)")
+    parser.add_argument(
+        "--target",
+        default=TARGET,
+        help=f"target run (encoder, probe/) or registered encoder (default: {TARGET})",
+    )
     parser.add_argument(
         "--split",
         type=Path,
@@ -75,86 +85,50 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--steps", type=int, default=20, help="attack steps (default: 20)")
     parser.add_argument(
-        "--n-images", type=int, default=500, help="held-out images attacked (default: 500)"
+        "--n-images",
+        type=int,
+        default=500,
+        help="held-out images attacked, equally many per class (default: 500)",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    parser.add_argument(
-        "--tiny", action="store_true", help="a seconds-long smoke run: 8 images, 2 steps"
-    )
+    parser.add_argument("--tiny", action="store_true", help="a quick run: 100 images, 5 steps")
     return parser.parse_args(argv)
 
 
-def load_run(folder: Path) -> tuple[RobustLinearProbe, ProjectionHead]:
-    """The probe (encoder + linear head) and the projector of a quickstart-style run folder."""
-    probe = RobustLinearProbe.from_pretrained(folder / "probe")
-    projector = ProjectionHead.from_pretrained(folder / "projector")
-    return probe, projector
+def load_run(spec: str) -> tuple[RobustLinearProbe, ProjectionHead]:
+    """The probe (encoder + linear head) and the projector of a run folder or registered name.
 
-
-def train_run(
-    args: argparse.Namespace, data: ImageDataset, adversarial: bool
-) -> tuple[RobustLinearProbe, ProjectionHead]:
-    """A small RoCL (or SimCLR) encoder trained without labels, and a clean probe on it."""
-    name = "rocl" if adversarial else "simclr"
-    config = TrainConfig(
-        adversarial=adversarial,
-        width=8 if args.tiny else 16,
-        epochs=1 if args.tiny else 2,
-        batch_size=min(128, len(data)),
-        warmup_epochs=1,
-        attack_steps=1 if args.tiny else 7,
-        projection_hidden_dim=32 if args.tiny else 2048,
-        seed=args.seed,
-        progress=not args.tiny,
-    )
-    result = RoCLTrainer(config, args.out / name).fit(data)
-    probe = RobustLinearProbe(
-        result.encoder.eval(),
-        len(data.classes),
-        augment=False,
-        epochs=3 if args.tiny else 50,
-        batch_size=256,
-    )
-    probe.fit(data, seed=args.seed, progress=not args.tiny)
-    probe.save_pretrained(args.out / name / "probe")
-    return probe, result.projector.eval()
-
-
-def subsample(data: ImageDataset, n: int, seed: int) -> ImageDataset:
-    """``n`` images drawn at random (seeded). The sample is sorted by class: its first ``n``
-    images could all be of one class."""
-    if n >= len(data):
-        return data
-    index = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n]
-    return data.subset(index.sort().values)
+    A quickstart-style run folder holds the probe in ``probe/`` and the projector in
+    ``projector/``; a registered encoder ``NAME`` has its probe registered as ``NAME-probe``.
+    """
+    folder = Path(spec)
+    if folder.is_dir():
+        probe = RobustLinearProbe.from_pretrained(folder / "probe")
+        return probe, ProjectionHead.from_pretrained(folder / "projector")
+    probe = RobustLinearProbe.from_pretrained(f"{spec}-probe")
+    return probe, ProjectionHead.from_pretrained(spec)  # the encoder's projector/
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.tiny:
-        args.steps, args.n_images = 2, 8
-    if (args.source is None) != (args.target is None):
-        raise SystemExit("pass both --source and --target, or neither")
-    torch.manual_seed(args.seed)
-    sample = load_sample()  # 5,000 CIFAR-10 images, 500 per class
-    if args.split is not None:
-        split = json.loads(args.split.read_text())
-        train_set, held_out = sample.subset(split["train"]), sample.subset(split["val"])
-    else:
-        if args.tiny:  # the first 4 images of each class
-            sample = sample.subset([i for c in range(10) for i in range(500 * c, 500 * c + 4)])
-        train_idx, held_idx = train_val_split(
-            sample.labels, val_per_class=1 if args.tiny else 50, seed=args.seed
+        args.steps, args.n_images = 5, 100
+    runs_given = Path(args.source).is_dir() and Path(args.target).is_dir()
+    if args.split is not None and not runs_given:
+        raise SystemExit(
+            "--split selects the held-out images of your own runs; the bundled models trained "
+            "on most of the bundled sample: pass --source RUN --target RUN, or leave --split out"
         )
-        train_set, held_out = sample.subset(train_idx), sample.subset(held_idx)
-    if args.source is not None and args.target is not None:
-        source, source_projector = load_run(args.source)
-        target, _ = load_run(args.target)
-    else:
-        source, source_projector = train_run(args, train_set, adversarial=True)
-        target, _ = train_run(args, train_set, adversarial=False)
-    held_out = subsample(held_out, args.n_images, args.seed)
+    torch.manual_seed(args.seed)
+    if args.split is not None:  # the held-out images of runs trained on the bundled sample
+        split = json.loads(args.split.read_text())
+        held_out = load_sample().subset(split["val"])
+    else:  # 2,000 CIFAR-10 images that the bundled models never trained or selected on
+        held_out = load_sample(held_out=True)
+    source, source_projector = load_run(args.source)
+    target, _ = load_run(args.target)
+    held_out = held_out.stratified(args.n_images // len(held_out.classes), seed=args.seed)
 
     # Both attacks: l-inf, eps 8/255, with the same number of steps.
     pgd_source = PGD(source, eps=8 / 255, alpha=2 / 255, steps=args.steps)
@@ -181,8 +155,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.info("%-26s %.3f", name, value)
 
     summary = {
-        "source": str(args.source or args.out / "rocl"),
-        "target": str(args.target or args.out / "simclr"),
+        "source": str(args.source),
+        "target": str(args.target),
+        "data": str(args.split or "sample-held-out"),
         "images": len(held_out),
         "attack": f"l-inf 8/255, step 2/255, {args.steps} steps",
         "results": results,

@@ -13,10 +13,13 @@ initialised encoder (``finetune(None, ...)``).
 
 The script
 
-1. splits the bundled sample into training, validation (model selection: the epoch with the
-   best validation PGD accuracy is kept) and held-out images;
-2. trains a small RoCL encoder (labels unused), or loads one with ``--model DIR`` (the
-   projector from ``DIR/projector`` for ``at+ss``);
+1. takes training and validation images (model selection: the epoch with the best validation
+   PGD accuracy is kept) from the bundled 5,000-image sample, less the 189 images it shares
+   with the held-out sample, and held-out images from the bundled held-out sample
+   (``load_sample(held_out=True)``: images the bundled models never trained or selected on);
+2. loads the bundled RoCL encoder ``rocl-resnet18-w16-cifar10-cpu`` and its projector (for
+   ``at+ss``), or another registered name or training run folder (``--model``: the encoder in
+   DIR, the projector in DIR/projector);
 3. fine-tunes it with every method of ``--methods`` (default: ``at trades``) into
    ``OUT/<method>/`` (a ``RobustClassifier``: head at the folder, encoder in ``encoder/``,
    ``metrics.jsonl``, checkpoints);
@@ -29,6 +32,11 @@ Run (from the repository root)::
     python examples/finetune.py --model quickstart-run/rocl --methods at trades at+ss --scratch \\
         --out runs/finetune-quickstart
     python examples/finetune.py --tiny --out /tmp/finetune-tiny    # seconds: a smoke test
+
+``--tiny`` fine-tunes for one epoch on 200 images (lr 0.01, PGD-2) and tests 100 held-out
+images with PGD-5: it shows the pipeline, not what fine-tuning achieves. For comparison, the
+bundled encoder's linear probe scores 37.9 % clean and 17.2 % under PGD-20 on all 2,000
+held-out images (``benchmarks/results/cifar10_cpu.md``).
 
 The paper gives no fine-tuning schedule; ``FinetuneConfig()``'s defaults are the standard
 CIFAR-10 adversarial-training settings (SGD lr 0.1, PGD-10 with step 2/255, 100 epochs).
@@ -51,16 +59,18 @@ from robust_contrastive import (
     ImageDataset,
     ProjectionHead,
     RobustClassifier,
+    RobustLinearProbe,
     RoCLEncoder,
-    RoCLTrainer,
-    TrainConfig,
     finetune,
     load_sample,
     train_val_split,
 )
+from robust_contrastive.data import sample_indices
 from robust_contrastive.evaluation import accuracy
 
 logger = logging.getLogger("finetune")
+
+BUNDLED = "rocl-resnet18-w16-cifar10-cpu"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -73,10 +83,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--model",
-        type=Path,
-        default=None,
-        help="a training run folder (encoder in DIR, projector in DIR/projector); default: "
-        "train a small RoCL encoder first",
+        default=BUNDLED,
+        help="a registered encoder name or a training run folder (encoder in DIR, projector in "
+        f"DIR/projector) (default: {BUNDLED})",
     )
     parser.add_argument(
         "--methods",
@@ -94,59 +103,57 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--images-per-class", type=int, default=100, help="training images per class (default: 100)"
     )
     parser.add_argument("--epochs", type=int, default=10, help="fine-tuning epochs (default: 10)")
-    parser.add_argument("--width", type=int, default=16, help="encoder width (default: 16)")
+    parser.add_argument(
+        "--lr", type=float, default=0.1, help="learning rate (default: 0.1; --tiny: 0.01)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument(
         "--tiny",
         action="store_true",
-        help="a seconds-long smoke run: 20 training images, a width-8 encoder, 1 epoch",
+        help="a quick run: 200 training images, 1 epoch, 100 held-out images",
     )
     return parser.parse_args(argv)
 
 
+def first(data: ImageDataset, per_class: int) -> ImageDataset:
+    """The first ``per_class`` images of each class."""
+    keep = [(data.labels == c).nonzero().flatten()[:per_class] for c in range(len(data.classes))]
+    return data.subset(torch.cat(keep).sort().values)
+
+
 def split_data(args: argparse.Namespace) -> tuple[ImageDataset, ImageDataset, ImageDataset]:
-    """(train, val, held_out): stratified, seeded; held-out = 20 per class (2 for --tiny)."""
+    """(train, val, held_out): train and val from the sample, held-out from the held-out sample.
+
+    Stratified and seeded; 20 validation and 20 held-out images per class (10 for --tiny).
+    """
     sample = load_sample()  # 5,000 CIFAR-10 images, 500 per class
-    val_per_class, held_per_class = (1, 1) if args.tiny else (20, 20)
-    per_class = args.images_per_class + val_per_class + held_per_class
-    sample = sample.subset([i for c in range(10) for i in range(500 * c, 500 * c + per_class)])
-    rest_idx, held_idx = train_val_split(sample.labels, val_per_class=held_per_class, seed=0)
-    rest = sample.subset(rest_idx)
-    train_idx, val_idx = train_val_split(rest.labels, val_per_class=val_per_class, seed=0)
-    return rest.subset(train_idx), rest.subset(val_idx), sample.subset(held_idx)
+    shared = torch.isin(sample_indices(), sample_indices(held_out=True))
+    sample = sample.subset(~shared)  # no image of the held-out sample
+    per_class = 10 if args.tiny else 20
+    sample = first(sample, args.images_per_class + per_class)
+    train_idx, val_idx = train_val_split(sample.labels, val_per_class=per_class, seed=0)
+    held_out = first(load_sample(held_out=True), per_class)
+    return sample.subset(train_idx), sample.subset(val_idx), held_out
 
 
-def get_encoder(args: argparse.Namespace, data: ImageDataset) -> tuple[RoCLEncoder, ProjectionHead]:
-    """The encoder and projector of ``--model``, or a small RoCL pair trained on ``data``."""
-    if args.model is not None:
-        encoder = RoCLEncoder.from_pretrained(args.model)
-        return encoder, ProjectionHead.from_pretrained(args.model / "projector")
-    config = TrainConfig(
-        width=args.width,
-        epochs=1 if args.tiny else 2,
-        batch_size=min(128, len(data)),
-        warmup_epochs=1,
-        attack_steps=1 if args.tiny else 7,
-        projection_hidden_dim=32 if args.tiny else 2048,
-        seed=args.seed,
-        progress=not args.tiny,
-    )
-    result = RoCLTrainer(config, args.out / "pretrained").fit(data)
-    return result.encoder.eval(), result.projector.eval()
+def get_encoder(model: str) -> tuple[RoCLEncoder, ProjectionHead]:
+    """The encoder and projector of a registered name or a training run folder."""
+    return RoCLEncoder.from_pretrained(model), ProjectionHead.from_pretrained(model)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.tiny:
-        args.images_per_class, args.epochs, args.width = 2, 1, 8
+        args.images_per_class, args.epochs, args.lr = 20, 1, 0.01
     torch.manual_seed(args.seed)
     train_set, val_set, held_out = split_data(args)
-    encoder, projector = get_encoder(args, train_set)
+    encoder, projector = get_encoder(args.model)
 
     base = FinetuneConfig(
         epochs=args.epochs,
-        batch_size=10 if args.tiny else 128,
+        batch_size=50 if args.tiny else 128,
+        lr=args.lr,
         attack_steps=2 if args.tiny else 10,  # PGD-10, eps 8/255, step 2/255 (the default)
         ss_attack_steps=1 if args.tiny else 7,
         val_attack_steps=2 if args.tiny else 10,
@@ -161,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.scratch:  # the supervised baseline: the same budget from a random encoder
         runs.append(("scratch-at", None, replace(base, method="at")))
 
-    test_steps = 2 if args.tiny else 20
+    test_steps = 5 if args.tiny else 20
     attack_generator = torch.Generator().manual_seed(args.seed)
     images = held_out.images.float() / 255  # (N, 3, 32, 32) float in [0, 1]
     results: dict[str, dict[str, float | int | None]] = {}
@@ -186,14 +193,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         logger.info("%s on %d held-out images: %s", name, len(held_out), results[name])
 
+    # The reference: the encoder before fine-tuning, with its linear probe (bundled models only).
+    reference: dict[str, float] = {}
+    if args.model == BUNDLED:
+        probe = RobustLinearProbe.from_pretrained(f"{BUNDLED}-probe")
+        attack = PGD(probe, eps=8 / 255, alpha=2 / 255, steps=test_steps)
+        adversarial = attack(images, held_out.labels, generator=attack_generator)
+        reference = {
+            "clean_accuracy": accuracy(probe, held_out),
+            f"pgd{test_steps}_accuracy": accuracy(probe, adversarial, held_out.labels),
+        }
+        logger.info("before fine-tuning (%s-probe): %s", BUNDLED, reference)
+    note = None
+    if args.tiny:
+        note = (
+            f"--tiny: {args.epochs} epoch of {len(train_set) // base.batch_size} steps cannot "
+            "train a new linear head: these accuracies are near chance (10 %) and show the "
+            "pipeline only; 'reference' is the bundled linear probe on the same images"
+        )
+        logger.warning("%s", note)
+
     summary = {
-        "encoder": str(args.model) if args.model is not None else str(args.out / "pretrained"),
+        "encoder": str(args.model),
         "train_images": len(train_set),
         "val_images": len(val_set),
         "held_out_images": len(held_out),
         "epochs": args.epochs,
         "test_attack": f"l-inf PGD-{test_steps}, eps 8/255, step 2/255",
         "results": results,
+        "reference": {f"{BUNDLED}-probe (before fine-tuning)": reference} if reference else {},
+        "note": note,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "finetune.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -9,10 +9,13 @@ the perturbed image as the same instance:
 
 The script
 
-1. builds a randomly initialised ``RoCLEncoder`` + ``ProjectionHead``, or loads a trained pair
-   with ``--model DIR`` (a folder written by ``RoCLTrainer`` / ``robust-contrastive train``:
-   the encoder in DIR, the projector in DIR/projector);
-2. makes two views of a batch of the bundled CIFAR-10 sample with ``SimCLRAugmentation``;
+1. loads a trained ``RoCLEncoder`` + ``ProjectionHead`` pair: by default the bundled
+   ``rocl-resnet18-w16-cifar10-cpu`` (its projector is in ``projector/``), or a registered name
+   such as its SimCLR twin ``simclr-resnet18-w16-cifar10-cpu``, or a folder written by
+   ``RoCLTrainer`` / ``robust-contrastive train`` (``--model DIR``: the encoder in DIR, the
+   projector in DIR/projector); ``--model random`` builds a randomly initialised pair;
+2. makes two views of a batch of the bundled held-out CIFAR-10 sample (images the bundled
+   models never trained on) with ``SimCLRAugmentation``;
 3. runs ``InstanceWiseAttack`` and logs the contrastive loss before and after the attack and
    the largest pixel change (never more than eps);
 4. writes ``OUT/attack.json`` (the numbers) and ``OUT/attack.png`` (rows: t(x), t(x)^adv, and
@@ -21,7 +24,9 @@ The script
 Run (from the repository root)::
 
     python examples/instance_wise_attack.py --out runs/example-attack
-    python examples/instance_wise_attack.py --model quickstart-run --out runs/attack-quickstart
+    python examples/instance_wise_attack.py --model simclr-resnet18-w16-cifar10-cpu \\
+        --out runs/attack-simclr
+    python examples/instance_wise_attack.py --model quickstart-run/rocl --out runs/attack-quickstart
     python examples/instance_wise_attack.py --tiny --out /tmp/attack-tiny
 """
 
@@ -47,6 +52,8 @@ from robust_contrastive import (
 
 logger = logging.getLogger("instance_wise_attack")
 
+BUNDLED = "rocl-resnet18-w16-cifar10-cpu"
+
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Instance-wise attack on an encoder + projector.")
@@ -58,10 +65,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--model",
-        type=Path,
-        default=None,
-        help="a training output folder (encoder in DIR, projector in "
-        "DIR/projector); default: a randomly initialised width-16 ResNet18",
+        default=BUNDLED,
+        help="a registered encoder name or a training output folder (encoder in DIR, projector "
+        f"in DIR/projector), or 'random' for a randomly initialised pair (default: {BUNDLED})",
     )
     parser.add_argument("--batch-size", type=int, default=64, help="images attacked (default: 64)")
     parser.add_argument("--eps", type=float, default=8 / 255, help="l-inf radius (default: 8/255)")
@@ -69,24 +75,24 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=7, help="PGD steps (default: 7)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument(
-        "--tiny", action="store_true", help="a seconds-long smoke run: 8 images, a width-8 model"
+        "--tiny", action="store_true", help="a quick run: 16 images (a width-8 model if random)"
     )
     return parser.parse_args(argv)
 
 
 def load_models(
-    model_dir: Path | None, width: int, calibration: torch.Tensor
+    model: str, width: int, calibration: torch.Tensor
 ) -> tuple[RoCLEncoder, ProjectionHead]:
-    """The encoder f_theta and projector g_pi, trained (from a folder) or random.
+    """The encoder f_theta and projector g_pi, trained (a folder or registered name) or random.
 
     A random encoder's BatchNorm layers still hold their initial running statistics (mean 0,
     variance 1), which make every image look alike in eval mode, the mode the attack runs in.
     A few forward passes in train mode over ``calibration`` images estimate real statistics.
     """
-    if model_dir is not None:
-        encoder = RoCLEncoder.from_pretrained(model_dir)
-        projector = ProjectionHead.from_pretrained(model_dir / "projector")
-        logger.info("loaded %s and its projector from %s", encoder.config, model_dir)
+    if model != "random":
+        encoder = RoCLEncoder.from_pretrained(model)
+        projector = ProjectionHead.from_pretrained(model)  # the projector/ of the encoder
+        logger.info("loaded %s and its projector from %s", encoder.config, model)
     else:
         encoder = RoCLEncoder("resnet18", width=width)
         projector = ProjectionHead(encoder.feature_dim, hidden_dim=4 * encoder.feature_dim)
@@ -105,10 +111,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.tiny:
-        args.batch_size = 8
+        args.batch_size = 16
     torch.manual_seed(args.seed)
-    sample = load_sample()  # 5,000 CIFAR-10 images, (N, 3, 32, 32) uint8
-    images = sample.images[: args.batch_size]  # (B, 3, 32, 32) uint8
+    sample = load_sample(held_out=True)  # 2,000 CIFAR-10 images, (N, 3, 32, 32) uint8
+    order = torch.randperm(len(sample), generator=torch.Generator().manual_seed(args.seed))
+    images = sample.images[order[: args.batch_size]]  # (B, 3, 32, 32) uint8, mixed classes
     calibration = sample.images[-(32 if args.tiny else 256) :].float() / 255
     encoder, projector = load_models(args.model, 8 if args.tiny else 16, calibration)
 
@@ -139,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args.out.mkdir(parents=True, exist_ok=True)
     summary = {
-        "model": str(args.model) if args.model is not None else "random",
+        "model": str(args.model),
         "images": args.batch_size,
         "eps": args.eps,
         "alpha": args.alpha,

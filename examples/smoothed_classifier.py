@@ -12,8 +12,11 @@ several draws per step: ``EOTPGD`` is the attack to report for it (with AutoAtta
 
 The script
 
-1. loads a linear probe (``--probe DIR``, e.g. ``quickstart-run/rocl/probe``) or builds one: a
-   small RoCL encoder and a clean linear probe on cached features;
+1. loads a linear probe: by default the bundled ``rocl-resnet18-w16-cifar10-cpu-probe`` (a RoCL
+   resnet18 of width 16 with its clean linear probe), or a probe folder or registered name
+   (``--probe``, e.g. ``quickstart-run/rocl/probe``), and held-out images: the bundled held-out
+   sample (``load_sample(held_out=True)``, images the bundled models never trained or selected
+   on), or with ``--split RUN/split.json`` the ``val`` images of your own run;
 2. wraps it in ``TransformationSmoothedClassifier.from_probe`` with a seeded generator;
 3. measures the clean accuracy per number of samples with ``accuracy_vs_samples`` (the
    x-axis of the paper's Figure 3d);
@@ -27,6 +30,11 @@ Run (from the repository root)::
     python examples/smoothed_classifier.py --probe quickstart-run/rocl/probe \\
         --split quickstart-run/split.json --out runs/smoothing-quickstart
     python examples/smoothed_classifier.py --tiny --out /tmp/smoothing-tiny     # seconds
+
+``--tiny`` uses 100 images (10 per class), 1 and 4 samples, and attacks a 2-sample smoothed
+classifier with 3 PGD steps (2 EOT samples): rough numbers from a weak attack, for a quick
+look. The reproduction's figures on the bundled RoCL probe are in
+``benchmarks/results/cifar10_cpu.md``.
 """
 
 from __future__ import annotations
@@ -42,17 +50,15 @@ import torch
 from robust_contrastive import (
     EOTPGD,
     PGD,
-    ImageDataset,
     RobustLinearProbe,
-    RoCLTrainer,
-    TrainConfig,
     TransformationSmoothedClassifier,
     load_sample,
-    train_val_split,
 )
 from robust_contrastive.evaluation import accuracy, accuracy_vs_samples
 
 logger = logging.getLogger("smoothed_classifier")
+
+BUNDLED = "rocl-resnet18-w16-cifar10-cpu-probe"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -65,9 +71,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--probe",
-        type=Path,
-        default=None,
-        help="a saved RobustLinearProbe folder; default: train a small encoder and probe",
+        default=BUNDLED,
+        help=f"a saved RobustLinearProbe folder or registered name (default: {BUNDLED})",
     )
     parser.add_argument(
         "--split",
@@ -90,72 +95,39 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--steps", type=int, default=20, help="PGD steps (default: 20)")
     parser.add_argument(
-        "--n-images", type=int, default=100, help="held-out images attacked (default: 100)"
+        "--n-images",
+        type=int,
+        default=100,
+        help="held-out images, equally many per class (default: 100)",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument(
-        "--tiny", action="store_true", help="a seconds-long smoke run: 8 images, 2 samples"
+        "--tiny",
+        action="store_true",
+        help="a quick run: 100 images, 1 and 4 samples, a 3-step attack on 2 samples",
     )
     return parser.parse_args(argv)
-
-
-def build_probe(args: argparse.Namespace, train_set: ImageDataset) -> RobustLinearProbe:
-    """A small RoCL encoder (trained without labels) and a clean linear probe on top of it."""
-    config = TrainConfig(
-        width=8 if args.tiny else 16,
-        epochs=1 if args.tiny else 2,
-        batch_size=min(128, len(train_set)),
-        warmup_epochs=1,
-        attack_steps=1 if args.tiny else 7,
-        projection_hidden_dim=32 if args.tiny else 2048,
-        seed=args.seed,
-        progress=not args.tiny,
-    )
-    encoder = RoCLTrainer(config, args.out / "encoder").fit(train_set).encoder.eval()
-    probe = RobustLinearProbe(
-        encoder,
-        len(train_set.classes),
-        augment=False,
-        epochs=3 if args.tiny else 50,
-        batch_size=256,
-    )
-    probe.fit(train_set, seed=args.seed, progress=not args.tiny)
-    return probe
-
-
-def subsample(data: ImageDataset, n: int, seed: int) -> ImageDataset:
-    """``n`` images drawn at random (seeded). The sample is sorted by class: its first ``n``
-    images could all be of one class."""
-    if n >= len(data):
-        return data
-    index = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n]
-    return data.subset(index.sort().values)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.tiny:
-        args.sample_counts, args.n_samples, args.eot_samples = [1, 2], 2, 2
-        args.steps, args.n_images = 2, 8
-    torch.manual_seed(args.seed)
-    sample = load_sample()  # 5,000 CIFAR-10 images, 500 per class
-    if args.split is not None:
-        split = json.loads(args.split.read_text())
-        train_set, held_out = sample.subset(split["train"]), sample.subset(split["val"])
-    else:
-        if args.tiny:  # the first 4 images of each class
-            sample = sample.subset([i for c in range(10) for i in range(500 * c, 500 * c + 4)])
-        train_idx, held_idx = train_val_split(
-            sample.labels, val_per_class=1 if args.tiny else 50, seed=args.seed
+        args.sample_counts, args.n_samples, args.eot_samples = [1, 4], 2, 2
+        args.steps, args.n_images = 3, 100
+    if args.split is not None and args.probe == BUNDLED:
+        raise SystemExit(
+            f"--split selects the held-out images of your own run; {BUNDLED} trained on most of "
+            "the bundled sample: pass --probe RUN/probe with it, or leave --split out"
         )
-        train_set, held_out = sample.subset(train_idx), sample.subset(held_idx)
-    probe = (
-        RobustLinearProbe.from_pretrained(args.probe)
-        if args.probe is not None
-        else build_probe(args, train_set)
-    )
-    held_out = subsample(held_out, args.n_images, args.seed)
+    torch.manual_seed(args.seed)
+    if args.split is not None:  # the held-out images of a run trained on the bundled sample
+        split = json.loads(args.split.read_text())
+        held_out = load_sample().subset(split["val"])
+    else:  # 2,000 CIFAR-10 images that the bundled models never trained or selected on
+        held_out = load_sample(held_out=True)
+    probe = RobustLinearProbe.from_pretrained(args.probe)
+    held_out = held_out.stratified(args.n_images // len(held_out.classes), seed=args.seed)
 
     # Figure 3d's x-axis: clean accuracy per number of transformations (same seed for each).
     per_count = accuracy_vs_samples(
@@ -179,7 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.info("smoothed classifier under %r: %.3f", attack, robust[name])
 
     summary = {
-        "probe": str(args.probe) if args.probe is not None else str(args.out / "encoder"),
+        "probe": str(args.probe),
+        "data": str(args.split or "sample-held-out"),
         "images": len(held_out),
         "probe_clean_accuracy": base_accuracy,
         "smoothed_clean_accuracy_per_samples": {str(k): v for k, v in per_count.items()},

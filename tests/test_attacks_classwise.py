@@ -18,25 +18,39 @@ def _synthetic(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     labels = torch.randint(0, NUM_CLASSES, (n,), generator=g)
     palette = torch.tensor([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0]], dtype=torch.float32)
     noise = torch.rand(n, 3, 16, 16, generator=g) * 0.6 + 0.2
-    images = noise + 0.15 * (palette[labels] - 0.5).view(n, 3, 1, 1)  # (n, 3) -> (n, 3, 1, 1)
+    images = noise + 0.1 * (palette[labels] - 0.5).view(n, 3, 1, 1)  # (n, 3) -> (n, 3, 1, 1)
     return images.clamp(0, 1), labels
 
 
 @pytest.fixture(scope="module")
 def classifier() -> nn.Module:
-    """A tiny CIFAR ResNet + linear head trained to high clean accuracy on the synthetic task."""
+    """A tiny CIFAR ResNet + linear head trained to high clean accuracy on the synthetic task.
+
+    Training is chaotic: a 1-ulp difference between CPU kernels (AVX2, AVX-512, the default
+    ones; in float64 too) grows into different weights within 150 Adam steps, so the fixture
+    must suit every trajectory, not only the one of the machine it was written on. The learning
+    rate decays to zero (cosine), so training ends converged rather than mid-oscillation: with a
+    constant lr of 1e-2 (and a 0.15 colour cast) the clean accuracy was 0.90 on AVX2 and AVX-512
+    kernels but 0.70 on the default ones; decayed, it was 0.99-1.0 on 17 trajectories (three
+    kernel sets, initial weights perturbed by 1e-6), with PGD accuracies at most 0.21 (l-inf),
+    0.54 (l2) and 0.05 (l1). The faint cast (0.1) keeps the margins small enough for the
+    attacks to bite.
+    """
     with torch.random.fork_rng():
         torch.manual_seed(0)
         model = nn.Sequential(RoCLEncoder(width=4), nn.Linear(32, NUM_CLASSES))
     images, labels = _synthetic(512, seed=1)
+    steps = 150
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
     g = torch.Generator().manual_seed(2)
-    for _ in range(150):
+    for _ in range(steps):
         idx = torch.randint(0, 512, (64,), generator=g)
         loss = nn.functional.cross_entropy(model(images[idx]), labels[idx])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        schedule.step()
     optimizer.zero_grad(set_to_none=True)
     return model.eval()
 
@@ -54,7 +68,7 @@ def _accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> f
 def test_the_fixture_classifier_is_accurate(
     classifier: nn.Module, test_data: tuple[torch.Tensor, torch.Tensor]
 ) -> None:
-    assert _accuracy(classifier, *test_data) > 0.8
+    assert _accuracy(classifier, *test_data) > 0.9
 
 
 @pytest.mark.parametrize(

@@ -389,7 +389,7 @@ ROWS: list[Case] = [
     Case("train_val_split", "val_per_class=2 for a class of 2", lambda c: train_val_split(c.labels, val_per_class=2), ValueError, "leaves no training images"),
     Case("train_val_split", "val_fraction=1.0", lambda c: train_val_split(c.labels, val_fraction=1.0), ValueError, r"\(0, 1\)"),
     Case("train_val_split", "a class of a single image, val_fraction", lambda c: train_val_split(c.labels, val_fraction=0.5), ValueError, "single image"),
-    Case("load_dataset", "'cifar11' (unknown name, no such folder)", lambda c: load_dataset("cifar11"), FileNotFoundError, "neither 'sample'"),
+    Case("load_dataset", "'cifar11' (unknown name, no such folder)", lambda c: load_dataset("cifar11"), FileNotFoundError, "neither a known name nor an existing path"),
     Case("load_dataset", "'cifar10' without root", lambda c: load_dataset("cifar10"), ValueError, "root="),
     Case("load_dataset", "image_size=0", lambda c: load_dataset("sample", image_size=0), ValueError, "image_size"),
     Case("load_dataset", "max_per_class=-1", lambda c: load_dataset("sample", max_per_class=-1), ValueError, "max_per_class"),
@@ -642,14 +642,15 @@ CLI_ROWS: list[tuple[str, Callable[[dict[str, Path]], list[str]], str]] = [
     ("train --eps -1", lambda w: _train(w, "--eps", "-1"), "eps"),
     ("train --eps inf", lambda w: _train(w, "--eps", "inf"), "finite"),
     ("train --eps abc", lambda w: _train(w, "--eps", "abc"), "not a number"),
-    ("train --arch vgg16", lambda w: _train(w, "--arch", "vgg16"), "unknown arch"),
-    ("train --attack-norm l3", lambda w: _train(w, "--attack-norm", "l3"), "attack_norm"),
-    ("train --attack-loss kl", lambda w: _train(w, "--attack-loss", "kl"), "attack_loss"),
+    # Choice options are refused by the parser, which lists the allowed values.
+    ("train --arch vgg16", lambda w: _train(w, "--arch", "vgg16"), "--arch: invalid choice"),
+    ("train --attack-norm l3", lambda w: _train(w, "--attack-norm", "l3"), "--attack-norm: invalid"),
+    ("train --attack-loss kl", lambda w: _train(w, "--attack-loss", "kl"), "--attack-loss: invalid"),
     ("train --attack-steps -1", lambda w: _train(w, "--attack-steps", "-1"), "steps"),
     (
         "train --data missing folder",
         lambda w: [*_train(w, "--resume"), "--data", str(w["root"] / "nope")],
-        "no such path exists",
+        "neither a known name nor an existing path",
     ),
     (
         "train --data folder without images",

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -9,8 +10,10 @@ import pytest
 import torch
 from torchvision.io import write_png
 
+import robust_contrastive
 from robust_contrastive import RoCLEncoder
-from robust_contrastive.cli import main
+from robust_contrastive._names import ARCHS, THREAT_NAMES
+from robust_contrastive.cli import _details_to_file, _show, main
 from robust_contrastive.models import ProjectionHead
 
 TINY_FLAGS = [
@@ -129,9 +132,21 @@ def test_quickstart_on_the_bundled_sample(
     assert not set(split["val"]) & set(split["train"])
     summary = json.loads((out / "quickstart.json").read_text())
     assert [row["method"] for row in summary["rows"]] == ["SimCLR", "RoCL"]
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert "| RoCL |" in printed
     assert "| SimCLR |" in printed
+    assert "Chance: 10.0 % (10 classes" in printed  # 2 held-out images of each class
+    assert "train images/s: training images per second in the last epoch" in printed
+    # The console stays quiet: the details (INFO lines, per-epoch JSON) go to the log file.
+    log = out / "quickstart.log"
+    assert str(log) in printed
+    assert "INFO" not in captured.err
+    assert '"epoch"' not in captured.err
+    details = log.read_text()
+    assert '"epoch": 1' in details  # the training epochs and the probes' epochs
+    assert details.count("linear evaluation") == 2
+    assert summary["chance"] == pytest.approx(0.1)
 
 
 def test_probe_selects_the_r_le_epoch_on_robust_accuracy(
@@ -239,8 +254,11 @@ def test_train_probe_evaluate(
 
     for folder in (probe_dir, run):
         card = ModelCard.load(folder / "README.md")
-        assert card.data.eval_results is not None
-        assert len(card.data.eval_results) == 3  # clean, linf, l2
+        # 4 images (< 100): shown under a warning, kept out of the model-index metadata
+        assert card.data.eval_results is None
+        assert "**Warning:** only 4 evaluation images" in card.text
+        assert card.text.count("| robust accuracy, PGD-20 ") == 2  # linf and l2 rows
+        assert "| robust accuracy, PGD-20 l2 eps=0.5" in card.text
     assert "| epochs | 1 |" in (run / "README.md").read_text()
     other = tmp_path / "other"
     RoCLEncoder(width=4).save_pretrained(other)
@@ -301,9 +319,9 @@ def test_evaluate_refuses_an_encoder(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["train", "--data", "/no/such/folder", "--out", "x"], "no such path exists"),
+        (["train", "--data", "/no/such/folder", "--out", "x"], "'/no/such/folder'"),
         (["train", "--data", "cifar10", "--out", "x"], "root"),
-        (["train", "--data", "sample", "--out", "x", "--arch", "resnet9"], "unknown arch"),
+        (["train", "--data", "sample", "--out", "x", "--arch", "resnet9"], "invalid choice"),
         (["train", "--data", "sample", "--out", "x", "--eps", "-1"], "eps"),
     ],
 )
@@ -392,3 +410,110 @@ def test_train_refuses_to_overwrite_a_run(
     assert (out / "checkpoints" / "last.pt").read_bytes() == checkpoint  # nothing damaged
     assert (out / "model.safetensors").read_bytes() == weights
     assert main([*command, "--overwrite"]) == 0
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out == f"robust-contrastive {robust_contrastive.__version__}\n"
+
+
+def test_help_lists_choices_fractions_and_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    for choices in (
+        "{linf,l2,l1}",
+        "{fp32,bf16}",
+        "{separate,shared}",
+        "{contrastive,mse,cosine,l1}",
+        "{augmented,original}",
+        "{resnet18,resnet34,resnet50}",
+    ):
+        assert choices in text
+    assert "(default: 8/255)" in text
+    assert "0.0313" not in text
+    for command in ("train", "quickstart", "probe", "evaluate", "card", "push", "convert"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = capsys.readouterr().out
+        assert "\nexamples:\n  robust-contrastive " in text or "torchrun" in text
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    assert "linf-8/255, linf-16/255" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [(8 / 255, "8/255"), (2 / 255, "2/255"), (0.007, "0.007"), (0.5, "0.5"), (256.0, "256.0")],
+)
+def test_defaults_shown_as_fractions_of_255(value: float, shown: str) -> None:
+    assert _show(value) == shown
+
+
+def test_command_line_import_does_not_import_torch() -> None:
+    code = (
+        "import sys, robust_contrastive, robust_contrastive.cli; "
+        "print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
+
+
+def test_every_public_name_resolves() -> None:
+    import robust_contrastive.training as training
+
+    for module in (robust_contrastive, training):
+        for name in module.__all__:
+            assert getattr(module, name) is not None, name
+        assert set(module.__all__) <= set(dir(module))
+    assert robust_contrastive.RoCLEncoder is RoCLEncoder
+    with pytest.raises(AttributeError, match="no attribute 'NoSuchName'"):
+        robust_contrastive.NoSuchName  # noqa: B018
+
+
+def test_light_name_lists_match_their_modules() -> None:
+    from robust_contrastive.evaluation.suite import THREATS
+    from robust_contrastive.models.encoder import _ARCHS
+
+    assert tuple(THREATS) == THREAT_NAMES
+    assert tuple(_ARCHS) == ARCHS
+
+
+def test_progress_bar_counts_epochs_from_one(
+    tmp_path: Path, image_folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "bar"
+    flags = [flag for flag in TINY_FLAGS if flag != "--no-progress"]
+    flags[flags.index("--epochs") + 1] = "2"
+    assert main(["train", "--data", str(image_folder), "--out", str(out), "--simclr", *flags]) == 0
+    err = capsys.readouterr().err
+    assert "SimCLR epoch 1/2" in err
+    assert "SimCLR epoch 2/2" in err
+    assert "epoch 0" not in err
+    epochs = [
+        json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert epochs == [1, 2]
+
+
+def test_details_go_to_the_log_file_and_warnings_to_the_console(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    library = logging.getLogger("robust_contrastive.training.trainer")
+    log = tmp_path / "details.log"
+    with _details_to_file(log, verbose=False, append=False):
+        library.info("an epoch's metrics")
+        library.warning("something to see")
+    err = capsys.readouterr().err
+    assert "something to see" in err
+    assert "an epoch's metrics" not in err
+    text = log.read_text()
+    assert "an epoch's metrics" in text
+    assert "something to see" in text
+    # Afterwards the library logs through the root logger again, as before.
+    assert logging.getLogger("robust_contrastive").propagate
+    assert not logging.getLogger("robust_contrastive").handlers

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -10,15 +11,23 @@ import torch
 from torchvision.io import ImageReadMode, decode_image, encode_jpeg, write_file, write_png
 
 from robust_contrastive.data import (
+    HELD_OUT_PATH,
     SAMPLE_PATH,
+    SAMPLE_SPLIT_OVERLAP,
     ImageDataset,
     first_per_class,
     load_cifar,
     load_dataset,
     load_image_folder,
     load_sample,
+    sample_indices,
     train_val_split,
 )
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# The splits of the CIFAR-10 reproduction that trained the bundled pretrained models: indices
+# into the sorted cifar10-train ImageFolder listing (index i = class i // 5000, file i % 5000).
+SPLIT_FILE = REPO_ROOT / "benchmarks" / "results" / "cifar10_cpu_split.json"
 
 # torchvision >= 0.29 deprecates torchvision.io (used here to write the test images).
 pytestmark = pytest.mark.filterwarnings(
@@ -175,6 +184,133 @@ def test_load_sample() -> None:
     assert dataset.images.float().std() > 10  # real images, not a constant
 
 
+def test_load_held_out_sample() -> None:
+    assert HELD_OUT_PATH.is_file()
+    assert HELD_OUT_PATH.stat().st_size < 2.5 * 1024 * 1024
+    dataset = load_sample(held_out=True)
+    assert len(dataset) == 2000
+    assert dataset.classes == load_sample().classes
+    assert dataset.images.shape == (2000, 3, 32, 32)
+    assert dataset.images.dtype == torch.uint8
+    assert torch.bincount(dataset.labels).tolist() == [200] * 10
+    assert bool((dataset.labels.diff() >= 0).all())  # ordered by class
+    assert dataset.images.float().std() > 10  # real images, not a constant
+
+
+def test_held_out_sample_is_the_evaluation_split_of_the_bundled_models() -> None:
+    split = json.loads(SPLIT_FILE.read_text())
+    held_out = sample_indices(held_out=True)
+    assert held_out.tolist() == sorted(split["val"])  # exactly the 2,000 evaluation images
+    trained_or_selected = set(split["encoder_train"]) | set(split["select"])
+    assert trained_or_selected.isdisjoint(held_out.tolist())
+    # ordered by class, then file name; the label is the class folder of the index
+    assert bool((held_out.diff() > 0).all())
+    assert torch.equal(load_sample(held_out=True).labels, held_out // 5000)
+
+
+def test_held_out_sample_records_its_files() -> None:
+    from safetensors import safe_open
+
+    with safe_open(str(HELD_OUT_PATH), framework="pt") as handle:
+        metadata = handle.metadata()
+    classes = metadata["classes"].split(",")
+    files = metadata["files"].split(",")
+    indices = sample_indices(held_out=True).tolist()
+    assert files == [f"{classes[i // 5000]}/{i % 5000:04d}.jpg" for i in indices]
+    assert metadata["split_file"] == "benchmarks/results/cifar10_cpu_split.json"
+    assert metadata["split_part"] == "val"
+    assert metadata["per_class"] == "200"
+
+
+def test_sample_indices_of_the_sample() -> None:
+    indices = sample_indices()
+    assert indices.shape == (5000,)
+    assert torch.equal(load_sample().labels, indices // 5000)
+    assert int((indices % 5000).max()) == 499  # files 0000-0499 of each class
+
+
+def test_the_two_samples_agree_on_the_images_they_share() -> None:
+    sample, held_out = load_sample(), load_sample(held_out=True)
+    shared = torch.isin(sample_indices(), sample_indices(held_out=True))
+    shared_held = torch.isin(sample_indices(held_out=True), sample_indices())
+    assert int(shared.sum()) == int(shared_held.sum()) == SAMPLE_SPLIT_OVERLAP["sample"]["held_out"]
+    # the same JPEG bytes, decoded the same way
+    assert torch.equal(sample.images[shared], held_out.images[shared_held])
+
+
+def test_sample_split_overlap_figures() -> None:
+    split = json.loads(SPLIT_FILE.read_text())
+    evaluation, select = set(split["val"]), set(split["select"])
+    probe_train = set(range(50000)) - evaluation - select  # the probes' pool
+    assert set(split["encoder_train"]) <= probe_train
+    for spec, held in (("sample", False), ("sample-held-out", True)):
+        indices = set(sample_indices(held_out=held).tolist())
+        assert SAMPLE_SPLIT_OVERLAP[spec] == {
+            "images": len(indices),
+            "encoder_train": len(indices & set(split["encoder_train"])),
+            "probe_train": len(indices & probe_train),
+            "select": len(indices & select),
+            "held_out": len(indices & evaluation),
+        }
+    assert SAMPLE_SPLIT_OVERLAP["sample"]["encoder_train"] == 4722
+
+
+def test_load_dataset_sample_held_out() -> None:
+    dataset = load_dataset("Sample-Held-Out", max_per_class=3)
+    held_out = load_sample(held_out=True)
+    assert torch.bincount(dataset.labels).tolist() == [3] * 10
+    assert torch.equal(dataset.images, held_out.images[first_per_class(held_out.labels, 3)])
+
+
+def test_build_sample_from_split_indices(tmp_path: Path) -> None:
+    import importlib.util
+
+    from safetensors import safe_open
+
+    spec = importlib.util.spec_from_file_location(
+        "build_sample", REPO_ROOT / "tools" / "build_sample.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    build_sample = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build_sample)
+    generator = torch.Generator().manual_seed(0)
+    for name in ("a", "b"):
+        (tmp_path / "src" / name).mkdir(parents=True)
+        for k in range(4):
+            jpeg = encode_jpeg(_random_image(generator))
+            write_file(str(tmp_path / "src" / name / f"{k:04d}.jpg"), jpeg)
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"val": [6, 1, 5, 2], "train": [0, 3, 4, 7]}))
+    outs = [tmp_path / "one.safetensors", tmp_path / "two.safetensors"]
+    for out in outs:
+        build_sample.main(
+            [
+                "--source",
+                str(tmp_path / "src"),
+                "--indices-from",
+                str(split),
+                "--part",
+                "val",
+                "--out",
+                str(out),
+            ]
+        )
+    assert outs[0].read_bytes() == outs[1].read_bytes()  # rebuilds are byte-identical
+    with safe_open(str(outs[0]), framework="pt") as handle:
+        metadata = handle.metadata()
+        labels = handle.get_tensor("labels")
+        jpeg_bytes, offsets = handle.get_tensor("jpeg_bytes"), handle.get_tensor("offsets")
+    assert metadata["indices"] == "1,2,5,6"
+    assert metadata["files"] == "a/0001.jpg,a/0002.jpg,b/0001.jpg,b/0002.jpg"
+    assert metadata["per_class"] == "2"
+    assert labels.tolist() == [0, 0, 1, 1]
+    third = jpeg_bytes[int(offsets[2]) : int(offsets[3])].numpy().tobytes()
+    assert third == (tmp_path / "src" / "b" / "0001.jpg").read_bytes()  # bytes unchanged
+    with pytest.raises(ValueError, match="--part one of"):
+        build_sample.build(tmp_path / "src", 1, outs[0], split_file=split, part="test")
+
+
 def test_load_dataset_sample_with_options() -> None:
     dataset = load_dataset("sample", max_per_class=3, image_size=16)
     assert dataset.images.shape == (30, 3, 16, 16)
@@ -283,3 +419,24 @@ def test_first_per_class_keeps_the_first_images_of_each_class_in_order() -> None
         first_per_class(labels, 0)
     with pytest.raises(ValueError, match="labels must be integers"):
         first_per_class(labels.float(), 1)
+
+
+def test_stratified_keeps_per_class_images_of_every_class_seeded() -> None:
+    labels = torch.arange(3).repeat_interleave(torch.tensor([5, 4, 2]))  # 5, 4 and 2 images
+    data = ImageDataset(
+        images=torch.arange(11, dtype=torch.uint8).view(11, 1, 1, 1).expand(11, 3, 2, 2),
+        labels=labels,
+        classes=("a", "b", "c"),
+    )
+    subset = data.stratified(3, seed=1)
+    assert subset.labels.tolist() == [0, 0, 0, 1, 1, 1, 2, 2]  # class c has only 2
+    picked = subset.images[:, 0, 0, 0].long()
+    assert picked.tolist() == sorted(picked.tolist())  # in index order
+    assert torch.equal(data.labels[picked], subset.labels)
+    assert torch.equal(data.stratified(3, seed=1).images, subset.images)
+    assert not torch.equal(
+        torch.stack([data.stratified(3, seed=s).images for s in range(8)]),
+        subset.images.expand(8, -1, -1, -1, -1),
+    )  # another seed draws other images
+    with pytest.raises(ValueError, match="per_class"):
+        data.stratified(0)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,11 @@ from torch import nn
 
 from robust_contrastive import InstanceWiseAttack, ProjectionHead, RoCLEncoder
 from robust_contrastive.attacks import PGD
-from robust_contrastive.evaluation.checks import zero_gradient_fraction
+from robust_contrastive.evaluation.checks import (
+    UnreliableEvaluationWarning,
+    evaluation_set_warnings,
+    zero_gradient_fraction,
+)
 from robust_contrastive.evaluation.suite import THREATS, Threat, evaluate_robustness
 from robust_contrastive.evaluation.transfer import transfer_accuracy
 
@@ -191,3 +196,44 @@ def test_n_images_is_a_seeded_subset_across_classes(
         sanity_checks=False,
     )
     assert report.n_images == 16
+
+
+def test_a_single_class_evaluation_set_is_flagged(classifier: nn.Module) -> None:
+    images, _ = _synthetic(64, seed=3)
+    labels = torch.zeros(64, dtype=torch.int64)  # e.g. the first images of a class-sorted set
+    with pytest.warns(UnreliableEvaluationWarning, match="all 64 evaluation images are of class 0"):
+        report = evaluate_robustness(classifier, (images, labels), [], progress=False)
+    assert report.class_counts == [64, 0, 0, 0]
+    assert any("class 0" in w and "load_sample(held_out=True)" in w for w in report.warnings)
+    assert any("only 64 evaluation images" in w for w in report.warnings)
+    assert "all 64 evaluation images" in report.to_markdown()
+    assert report.to_dict()["class_counts"] == [64, 0, 0, 0]  # kept in the JSON report
+
+
+def test_a_sound_evaluation_set_gives_no_data_warning(classifier: nn.Module) -> None:
+    images, labels = _synthetic(200, seed=4)
+    assert min(torch.bincount(labels, minlength=NUM_CLASSES).tolist()) >= 10
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnreliableEvaluationWarning)
+        report = evaluate_robustness(classifier, (images, labels), [], progress=False)
+    assert report.warnings == []
+    assert sum(report.class_counts) == 200
+
+
+def test_missing_and_thin_classes_are_flagged(classifier: nn.Module) -> None:
+    images, _ = _synthetic(120, seed=5)
+    labels = torch.zeros(120, dtype=torch.int64)
+    labels[:5] = 1  # class 1: 5 images; classes 2 and 3: none
+    with pytest.warns(UnreliableEvaluationWarning):
+        report = evaluate_robustness(classifier, (images, labels), [], progress=False)
+    assert any("cover 2 of 4 classes (missing [2, 3])" in w for w in report.warnings)
+    assert any("classes [1] have fewer than 10" in w for w in report.warnings)
+    assert not any("evaluation images are of class" in w for w in report.warnings)
+
+
+def test_evaluation_set_rules() -> None:
+    assert evaluation_set_warnings([50, 50, 50]) == []
+    assert len(evaluation_set_warnings([99, 0, 0], num_classes=3)) == 2  # one class, < 100
+    (few,) = evaluation_set_warnings([40, 40], num_classes=2)
+    assert "only 80 evaluation images" in few
+    assert "1.2 points" in few  # 100 / 80 per image

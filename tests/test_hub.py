@@ -8,9 +8,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
-from robust_contrastive import RobustLinearProbe, RoCLEncoder
+from robust_contrastive import ProjectionHead, RobustLinearProbe, RoCLEncoder
 from robust_contrastive.hub import resolve_model_folder
+from robust_contrastive.registry import (
+    ChecksumError,
+    entry_from_folder,
+    register_pretrained,
+    unregister_pretrained,
+)
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -133,3 +140,63 @@ def test_push_refuses_a_folder_without_weights(tmp_path: Path) -> None:
 
     with pytest.raises(FileNotFoundError, match="save_pretrained"):
         push_folder_to_hub(tmp_path, "rocl-org/x")
+
+
+# ------------------------------------------------------------- a projector by its encoder's name
+def _encoder_with_projector(folder: Path) -> tuple[RoCLEncoder, ProjectionHead]:
+    """An encoder folder laid out as RoCLTrainer writes it: the projector in projector/."""
+    encoder, projector = RoCLEncoder(width=4).eval(), ProjectionHead(32, 16, 8).eval()
+    encoder.save_pretrained(folder)
+    projector.save_pretrained(folder / "projector")
+    return encoder, projector
+
+
+def test_projector_by_a_bundled_name_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    name = "rocl-resnet18-w16-cifar10-cpu"
+    encoder = RoCLEncoder.from_pretrained(name)
+    projector = ProjectionHead.from_pretrained(name)
+    assert not projector.training
+    assert projector.config.in_dim == encoder.feature_dim
+    own_folder = ProjectionHead.from_pretrained(resolve_model_folder(name) / "projector")
+    for mine, theirs in zip(projector.state_dict().values(), own_folder.state_dict().values()):
+        assert torch.equal(mine, theirs)
+
+
+def test_projector_by_a_registered_hub_name_is_checksum_verified(tmp_path: Path) -> None:
+    cache = tmp_path / "hub-cache"
+    snapshot = cache / "models--rocl-org--tiny-run" / "snapshots" / COMMIT
+    _, projector = _encoder_with_projector(snapshot)
+    (snapshot.parents[1] / "refs").mkdir(parents=True)
+    (snapshot.parents[1] / "refs" / "main").write_text(COMMIT)
+    entry = entry_from_folder(
+        snapshot, name="tiny-run", repo_id="rocl-org/tiny-run", revision=COMMIT
+    )
+    assert "projector/model.safetensors" in entry.sha256
+    register_pretrained(entry, overwrite=True)
+    try:
+        loaded = ProjectionHead.from_pretrained("tiny-run", cache_dir=cache, local_files_only=True)
+        features = torch.rand(2, 32)
+        assert torch.equal(loaded(features), projector(features))
+        tensors = load_file(snapshot / "projector" / "model.safetensors")
+        tensors["linear_1.bias"] = tensors["linear_1.bias"] + 1
+        save_file(tensors, snapshot / "projector" / "model.safetensors")
+        with pytest.raises(ChecksumError):
+            ProjectionHead.from_pretrained("tiny-run", cache_dir=cache, local_files_only=True)
+    finally:
+        unregister_pretrained("tiny-run")
+
+
+def test_projector_from_a_run_folder_and_its_own_folder(tmp_path: Path) -> None:
+    _, projector = _encoder_with_projector(tmp_path / "run")
+    features = torch.rand(2, 32)
+    for source in (tmp_path / "run", tmp_path / "run" / "projector"):
+        assert torch.equal(ProjectionHead.from_pretrained(source)(features), projector(features))
+
+
+def test_no_projector_to_load_is_a_clear_error(tmp_path: Path) -> None:
+    RoCLEncoder(width=4).save_pretrained(tmp_path / "alone")
+    with pytest.raises(FileNotFoundError, match="without a projector/ sub-folder"):
+        ProjectionHead.from_pretrained(tmp_path / "alone")
+    with pytest.raises(FileNotFoundError, match="rocl-linear-probe"):
+        ProjectionHead.from_pretrained("rocl-resnet18-w16-cifar10-cpu-probe")

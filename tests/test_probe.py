@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from robust_contrastive import PGD, ImageDataset, RoCLEncoder
+from robust_contrastive.evaluation.checks import ProbeNotLearningWarning
 from robust_contrastive.evaluation.probe import ProbeConfig, RobustLinearProbe, accuracy
 
 NUM_CLASSES = 4
@@ -100,7 +102,8 @@ def test_fast_path_encodes_once_and_matches_the_slow_path(encoder: RoCLEncoder) 
         augmentation=lambda x, _generator: x,
     )
     slow_history = slow.fit(images, labels, val=(val_images, val_labels), progress=False)
-    assert sum(seen) == 40 * epochs + 12
+    # per epoch, plus validation once, plus the clean training images once (the chance check)
+    assert sum(seen) == 40 * epochs + 12 + 40
     for f, s in zip(fast_history, slow_history):
         assert f["loss"] == pytest.approx(s["loss"], rel=1e-4)
         assert f["train_accuracy"] == s["train_accuracy"]
@@ -138,10 +141,12 @@ def test_rle_trains_on_the_injected_attack_once_per_batch(encoder: RoCLEncoder) 
         match = (images.unsqueeze(0) == x.unsqueeze(1)).flatten(2).all(dim=2)  # (b, 20)
         assert bool(match.any(dim=1).all())
         assert torch.equal(labels[match.int().argmax(dim=1)], y)
-    # the encoder saw exactly the stub's outputs, in order, and nothing else
-    assert len(encoded) == len(outputs)
+    # the encoder trained on exactly the stub's outputs, in order, then saw only the clean
+    # training images, once (fit's chance-level check of the kept head)
+    assert len(encoded) == len(outputs) + 3  # 20 clean images in batches of 8
     for seen, returned in zip(encoded, outputs):
         assert torch.equal(seen, returned)
+    assert torch.equal(torch.cat(encoded[len(outputs) :]), images)
 
 
 def test_rle_with_the_default_pgd_attack(encoder: RoCLEncoder) -> None:
@@ -255,10 +260,14 @@ def test_robust_selection_keeps_the_epoch_with_the_best_pgd_accuracy(
     best = max(range(len(robust)), key=lambda i: (robust[i], -i))  # earliest of the best
     assert probe.best_epoch == best + 1
     # The kept head's accuracy under the same attack, recomputed with an independent PGD run
-    # from the same random start, is the recorded score of its epoch.
+    # from the same random start, is the recorded score of its epoch. It attacks the same batches
+    # of 8 as fit: one batch of 16 would round differently in float32, and a flipped near-zero
+    # gradient sign would make another adversary on some CPUs.
     pgd = PGD(probe, eps=16 / 255, alpha=4 / 255, steps=3, norm="linf")
     generator = torch.Generator().manual_seed(2 + 1)
-    adversarial = pgd(val_images, val_labels, generator)
+    adversarial = torch.cat(
+        [pgd(val_images[i : i + 8], val_labels[i : i + 8], generator) for i in (0, 8)]
+    )
     assert accuracy(probe, adversarial, val_labels) == pytest.approx(robust[best])
     assert min(robust) < max(h["val_accuracy"] for h in history)  # the attack does bite
 
@@ -446,3 +455,40 @@ def test_probe_config_defaults_are_the_original_linear_evaluation() -> None:
     assert config.weight_decay == 5e-4
     assert (config.eps, config.alpha, config.attack_steps) == (8 / 255, 0.007, 10)
     assert config.schedule == "step"
+
+
+def _collapsed(encoder: RoCLEncoder) -> RoCLEncoder:
+    """An encoder whose features are all zero, whatever the image (a collapsed encoder)."""
+    with torch.no_grad():
+        for parameter in encoder.parameters():
+            parameter.zero_()
+    return encoder.eval()
+
+
+def test_a_probe_at_chance_warns(
+    tiny_encoder: RoCLEncoder, caplog: pytest.LogCaptureFixture
+) -> None:
+    images, labels = colour_data(40, seed=0)
+    probe = RobustLinearProbe(_collapsed(tiny_encoder), NUM_CLASSES, epochs=3, augment=False)
+    with pytest.warns(ProbeNotLearningWarning, match="at chance") as record:
+        probe.fit(images, labels, progress=False)
+    assert "25.0 %" in str(record[0].message)  # its accuracy: one class of four
+    assert any("at chance" in r.getMessage() for r in caplog.records)  # logged too
+
+
+def test_the_majority_class_of_imbalanced_data_is_chance(tiny_encoder: RoCLEncoder) -> None:
+    images, _ = colour_data(40, seed=0)
+    labels = torch.zeros(40, dtype=torch.int64)
+    labels[:4] = 1  # 90 % of the images are of class 0: always predicting it scores 90 %
+    probe = RobustLinearProbe(_collapsed(tiny_encoder), NUM_CLASSES, epochs=3, augment=False)
+    with pytest.warns(ProbeNotLearningWarning, match=r"chance 90\.0 %"):
+        probe.fit(images, labels, progress=False)
+
+
+def test_a_probe_that_learns_does_not_warn(encoder: RoCLEncoder) -> None:
+    images, labels = colour_data(64, seed=0)
+    probe = RobustLinearProbe(encoder, NUM_CLASSES, epochs=30, batch_size=16, lr=0.5, augment=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ProbeNotLearningWarning)
+        probe.fit(images, labels, progress=False)
+    assert accuracy(probe, images, labels) >= 0.6  # well above chance (0.25)

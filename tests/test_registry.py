@@ -203,14 +203,16 @@ def test_a_bundled_model_loads_offline_by_name_with_its_card(
     # The card's figures are the folder's own records, tied to these weights.
     card = ModelCard.load(entry.folder / "README.md")
     records = json.loads((entry.folder / "eval_results.json").read_text())["entries"]
-    # One evaluation record per evaluation stage, each with its own clean figure.
+    # One clean figure per set of evaluated images (records on the same images share it).
     card_clean = [
-        r.metric_value for r in card.data.eval_results if r.metric_name == "clean accuracy"
+        r.metric_value for r in card.data.eval_results if r.metric_name.startswith("clean accuracy")
     ]
     clean = [100 * r["report"]["clean_accuracy"] for r in records]
-    assert card_clean == pytest.approx(clean, abs=0.01)
+    assert sorted(card_clean) == pytest.approx(sorted(set(clean)), abs=0.01)
     headline = "robust accuracy, PGD-20 linf eps=8/255 step=2/255"
-    card_pgd = [r.metric_value for r in card.data.eval_results if r.metric_name == headline]
+    card_pgd = [
+        r.metric_value for r in card.data.eval_results if r.metric_name.startswith(headline)
+    ]
     recorded_pgd = [
         100 * result["accuracy"]
         for r in records
@@ -221,7 +223,7 @@ def test_a_bundled_model_loads_offline_by_name_with_its_card(
         and result["eps"] == pytest.approx(8 / 255)
         and result["alpha"] == pytest.approx(2 / 255)
     ]
-    assert card_pgd == pytest.approx(recorded_pgd, abs=0.01)
+    assert sorted(card_pgd) == pytest.approx(sorted(recorded_pgd), abs=0.01)
     assert card_pgd, "the card lacks the headline PGD-20 figure"
     names = {r.metric_name for r in card.data.eval_results}
     assert "robust accuracy, AutoAttack (standard) linf eps=8/255" in names

@@ -2,9 +2,10 @@
 
 RoCL's views t(x), t'(x) come from (in the original's order) ``ColorJitter(0.4, 0.4, 0.4, 0.1)``
 with p=0.8, ``RandomGrayscale(p=0.2)``, ``RandomHorizontalFlip()`` and ``RandomResizedCrop(32)``.
-:class:`SimCLRAugmentation` samples every image's own parameters with one set of batched draws
-(optionally from a ``torch.Generator``) and applies them with tensor operations: no Python loop
-over images, no host synchronisation, no PIL. Crop, resize and flip are one ``grid_sample``.
+[`SimCLRAugmentation`][robust_contrastive.augment.SimCLRAugmentation] samples every image's own
+parameters with one set of batched draws (optionally from a ``torch.Generator``) and applies them
+with tensor operations: no Python loop over images, no host synchronisation, no PIL. Crop, resize
+and flip are one ``grid_sample``.
 """
 
 from __future__ import annotations

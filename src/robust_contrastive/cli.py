@@ -3,28 +3,39 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
+import shutil
 import sys
+import textwrap
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+# Only light modules at import: `robust-contrastive --help` must not wait for torch. The
+# commands import what they use (torch, the models, the data...) when they run.
+from . import __version__
 from ._io import atomic_write_text
-from .data import ImageDataset, first_per_class, load_dataset, train_val_split
-from .evaluation.finetuning import RobustClassifier
-from .evaluation.probe import RobustLinearProbe
-from .evaluation.smoothing import TransformationSmoothedClassifier
-from .evaluation.suite import DEFAULT_THREATS, THREATS, evaluate_robustness
-from .hub import push_folder_to_hub
-from .model_card import attach_evaluation, weights_checksums, write_model_card
-from .models.pretrained import CONFIG_NAME
-from .registry import list_pretrained
-from .training import NonFiniteLossError, RoCLTrainer, TrainConfig, distributed
+from ._names import (
+    ARCHS,
+    ATTACK_LOSSES,
+    ATTACK_SOURCES,
+    NORMS,
+    PRECISIONS,
+    REGULARIZER_FORWARDS,
+    THREAT_NAMES,
+)
+from .training.config import TrainConfig
+
+if TYPE_CHECKING:
+    from .data import ImageDataset
+    from .evaluation.finetuning import RobustClassifier
+    from .evaluation.probe import RobustLinearProbe
 
 logger = logging.getLogger("robust_contrastive")
 
@@ -32,20 +43,21 @@ SPLIT_FILE = "split.json"
 
 # Help for every TrainConfig field exposed as --field-name.
 _HELP: dict[str, str] = {
-    "arch": "encoder architecture: resnet18 (paper), resnet34, resnet50",
+    "arch": "encoder architecture (resnet18 = the paper's)",
     "width": "channels of the first ResNet stage (64 = paper, 16 fits a CPU)",
     "projection_hidden_dim": "projector hidden width",
     "projection_dim": "projector output (latent) dimension",
     "adversarial": "RoCL (instance-wise adversarial views); --no-adversarial = SimCLR",
     "temperature": "NT-Xent temperature",
     "reg_lambda": "eq. (6): the regulariser is weighted 1/reg_lambda",
-    "regularizer_forward": "separate (original: own forward of adv, t'(x)) or shared",
+    "regularizer_forward": "separate = the original's own forward of (adv, t'(x)); shared = "
+    "reuse the 3-view forward (cheaper, other BatchNorm statistics)",
     "eps": "attack radius; fractions like 8/255 are accepted",
     "alpha": "attack step size; fractions like 2/255 are accepted",
     "attack_steps": "PGD steps of the training attack",
-    "attack_norm": "linf or l2",
-    "attack_loss": "contrastive (paper), mse, cosine or l1",
-    "attack_source": "the image perturbed: augmented = t(x) (paper) or original = x (Table 5)",
+    "attack_norm": "norm of the training attack's ball",
+    "attack_loss": "loss the attack ascends (Table 7); contrastive = the paper's",
+    "attack_source": "the image perturbed: augmented = t(x) (the paper's), original = x (Table 5)",
     "attack_random_start": "uniform random start in the ball",
     "epochs": "training epochs",
     "batch_size": "images per step (per process)",
@@ -61,7 +73,7 @@ _HELP: dict[str, str] = {
     "drop_last": "drop the last incomplete batch of an epoch",
     "seed": "seed of initialisation, data order, augmentation and attacks",
     "device": "auto, cpu, cuda, cuda:1, ...",
-    "precision": "fp32 or bf16 (autocast, GPUs)",
+    "precision": "bf16 = bfloat16 autocast (GPUs)",
     "channels_last": "channels_last memory format (faster on GPUs and on CPUs; width >= 8)",
     "attack_fold_batchnorm": "attack a BatchNorm-folded copy of the encoder (same adversary, "
     "faster)",
@@ -80,12 +92,51 @@ def _number(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from err
 
 
-def _add_config_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig) -> None:
-    group = parser.add_argument_group("training configuration (TrainConfig)")
+# The fixed sets of values of TrainConfig's choice fields: --help lists them, argparse checks them.
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "arch": ARCHS,
+    "attack_norm": NORMS,
+    "attack_loss": ATTACK_LOSSES,
+    "attack_source": ATTACK_SOURCES,
+    "precision": PRECISIONS,
+    "regularizer_forward": REGULARIZER_FORWARDS,
+}
+
+
+def _show(value: object) -> str:
+    """A default as help shows it: multiples of 1/255 as fractions (8/255), others as is."""
+    if isinstance(value, float) and not value.is_integer() and 0 < abs(value) < 10:
+        numerator = round(value * 255)
+        if numerator and numerator / 255 == value:
+            return f"{numerator}/255"
+    return str(value)
+
+
+def _config_defaults(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """TrainConfig's field defaults, updated with ``overrides``, without building a config (its
+    validation imports torch; --help must not)."""
+    values = {
+        f.name: f.default
+        for f in dataclasses.fields(TrainConfig)
+        if f.default is not dataclasses.MISSING
+    }
+    unknown = sorted(set(overrides or {}) - set(values))
+    if unknown:
+        raise ValueError(f"unknown TrainConfig fields {unknown}.")
+    return {**values, **(overrides or {})}
+
+
+def _add_config_arguments(
+    parser: argparse.ArgumentParser, overrides: dict[str, Any] | None = None
+) -> None:
+    group = parser.add_argument_group(
+        "training configuration (TrainConfig; bool options also take --no-...)"
+    )
+    defaults = _config_defaults(overrides)
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
-        default = getattr(defaults, f.name)
-        help_text = f"{_HELP.get(f.name, f.name)} (default: {default})"
+        default = defaults[f.name]
+        help_text = f"{_HELP.get(f.name, f.name)} (default: {_show(default)})"
         if isinstance(default, bool):
             group.add_argument(
                 flag,
@@ -94,10 +145,16 @@ def _add_config_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig
                 default=default,
                 help=help_text,
             )
+        elif f.name in _CHOICES:
+            group.add_argument(
+                flag, dest=f.name, choices=_CHOICES[f.name], default=default, help=help_text
+            )
         elif isinstance(default, int):
             group.add_argument(flag, dest=f.name, type=int, default=default, help=help_text)
         elif isinstance(default, float) or f.name == "grad_clip":
-            group.add_argument(flag, dest=f.name, type=_number, default=default, help=help_text)
+            group.add_argument(
+                flag, dest=f.name, type=_number, default=default, metavar="X", help=help_text
+            )
         else:
             group.add_argument(flag, dest=f.name, type=str, default=default, help=help_text)
 
@@ -114,8 +171,9 @@ def _add_data_arguments(
         "--data",
         required=required,
         default=None if required else "sample",
-        help="an ImageFolder path, 'cifar10' / 'cifar100' (with --data-root), or 'sample' "
-        "(the bundled 5,000-image CIFAR-10 sample)",
+        help="an ImageFolder path, 'cifar10' / 'cifar100' (with --data-root), 'sample' (the "
+        "bundled 5,000-image CIFAR-10 sample) or 'sample-held-out' (bundled CIFAR-10 images "
+        "that the bundled pretrained models never saw)",
     )
     group.add_argument("--data-root", default=None, help="root folder of cifar10 / cifar100")
     group.add_argument("--download", action="store_true", help="download cifar10 / cifar100")
@@ -143,6 +201,9 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def _run_training(args: argparse.Namespace, config: TrainConfig) -> dict[str, Any]:
+    from .data import load_dataset, train_val_split
+    from .training import RoCLTrainer, distributed
+
     out = Path(args.out)
     main_process = distributed.is_main_process()
     if args.download and not main_process:
@@ -179,6 +240,8 @@ def _run_training(args: argparse.Namespace, config: TrainConfig) -> dict[str, An
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from .training import distributed
+
     config = _config_from_args(args)
     existing = Path(args.out) / "checkpoints" / "last.pt"
     if existing.exists() and not args.resume and not args.overwrite:
@@ -206,31 +269,124 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-# The quickstart: a CPU-sized RoCL run (resnet18 at width 16, 2,000 of the sample's images,
-# 2 epochs): a few minutes on 2 CPU cores. Everything else is the paper's setting.
 # The quickstart: CPU-sized SimCLR and RoCL runs, a linear probe on each, and clean / PGD-20
 # accuracy on 500 held-out images: the paper's headline claim in miniature, in minutes on 2 CPU
 # cores. The paper's optimiser (LARS with trust 0.001, 10 warm-up epochs) is tuned for 1000
 # epochs and barely moves the weights in 60 steps, so this short run uses plain SGD (lr 0.5,
 # momentum 0.9, cosine, no warm-up) on a width-8 resnet18; every other setting is the paper's.
-QUICKSTART = TrainConfig(
-    width=8,
-    epochs=4,
-    batch_size=128,
-    lars=False,
-    lr=0.5,
-    lr_warmup_multiplier=1.0,
-    warmup_epochs=0,
-    checkpoint_every=1,
-)
+QUICKSTART: dict[str, Any] = {  # TrainConfig fields that differ from the paper's defaults
+    "width": 8,
+    "epochs": 4,
+    "batch_size": 128,
+    "lars": False,
+    "lr": 0.5,
+    "lr_warmup_multiplier": 1.0,
+    "warmup_epochs": 0,
+    "checkpoint_every": 1,
+}
 QUICKSTART_PER_CLASS = 200  # images per class used for self-supervised training
 QUICKSTART_HELD_OUT = 50  # images per class held out for evaluation (never trained or probed on)
 QUICKSTART_PROBE_EPOCHS = 50  # linear probe epochs (on cached features: seconds)
+QUICKSTART_LOG = "quickstart.log"  # in OUT: every INFO message of the run (per-epoch metrics...)
+_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class _ConsoleAboveBars(logging.Handler):
+    """Writes log records to stderr above the progress bars (tqdm.write), not through them."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+
+        try:
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # logging's convention: report, never raise
+            self.handleError(record)
+
+
+@contextlib.contextmanager
+def _details_to_file(path: Path, *, verbose: bool, append: bool) -> Iterator[None]:
+    """Within the block, the library's messages go to the log file ``path``; the console
+    (stderr) gets only its warnings and errors (everything with ``--verbose``)."""
+    library = logging.getLogger("robust_contrastive")
+    to_file = logging.FileHandler(path, mode="a" if append else "w", encoding="utf-8")
+    to_file.setFormatter(logging.Formatter(_LOG_FORMAT))
+    console = _ConsoleAboveBars()
+    console.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    saved_level, saved_propagate = library.level, library.propagate
+    library.setLevel(logging.DEBUG if verbose else logging.INFO)
+    library.propagate = False  # not also through the root logger's console handler
+    library.addHandler(to_file)
+    library.addHandler(console)
+    try:
+        yield
+    finally:
+        library.removeHandler(console)
+        library.removeHandler(to_file)
+        to_file.close()
+        library.setLevel(saved_level)
+        library.propagate = saved_propagate
 
 
 def _cmd_quickstart(args: argparse.Namespace) -> int:
     config = _config_from_args(args)
     out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / QUICKSTART_LOG
+    print(f"robust-contrastive quickstart: details (losses, probe epochs) go to {log}")
+    with _details_to_file(log, verbose=args.verbose, append=args.resume):
+        logger.info("quickstart %s, config %s", __version__, json.dumps(config.to_dict()))
+        summary = _run_quickstart(args, config, out)
+    rows, seconds = summary["rows"], summary["seconds"]
+    print()
+    print(
+        f"Quickstart: resnet18 (width {config.width}) trained without labels on "
+        f"{summary['pretrain_images']} {summary['data']} images for {config.epochs} epochs; "
+        f"linear probe on {summary['probe_images']} images; evaluated on "
+        f"{summary['held_out_images']} held-out images."
+    )
+    print()
+    print("| method | clean acc. (%) | PGD-20 l-inf 8/255 acc. (%) | train images/s |")
+    print("| --- | --- | --- | --- |")
+    for row in rows:
+        print(
+            f"| {row['method']} | {100 * row['clean']:.1f} | {100 * row['pgd20']:.1f} | "
+            f"{row['train_images_per_s']:.1f} |"
+        )
+    print()
+    print(
+        f"Chance: {100 * summary['chance']:.1f} % ({summary['num_classes']} classes; always "
+        "answering the most frequent held-out class). PGD-20: 20 steps of 2/255."
+    )
+    print(
+        "train images/s: training images per second in the last epoch, each image counted once "
+        "(RoCL's time includes its 7-step attack on every batch)."
+    )
+    print()
+    print(
+        f"Done in {seconds:.0f} s. Models in {out}/simclr and {out}/rocl (encoder, projector/, "
+        f"probe/), reports in */report.json, per-epoch metrics in */metrics.jsonl, the log in "
+        f"{log}."
+    )
+    print("Next:")
+    print(
+        f"  robust-contrastive evaluate --model {out}/rocl/probe --data {args.data} "
+        f"--split {out}/{SPLIT_FILE} --out report.json"
+    )
+    print("  from robust_contrastive import RoCLEncoder")
+    print(f"  encoder = RoCLEncoder.from_pretrained('{out}/rocl')")
+    return 0
+
+
+def _run_quickstart(args: argparse.Namespace, config: TrainConfig, out: Path) -> dict[str, Any]:
+    """Train, probe and evaluate SimCLR and RoCL; write OUT's records; return the table's data."""
+    import torch
+
+    from .data import first_per_class, load_dataset, train_val_split
+    from .evaluation.probe import RobustLinearProbe
+    from .evaluation.suite import evaluate_robustness
+    from .training import RoCLTrainer
+
     start = time.perf_counter()
     dataset = load_dataset(args.data, root=args.data_root, download=args.download)
     train_idx, held_idx = train_val_split(
@@ -240,7 +396,9 @@ def _cmd_quickstart(args: argparse.Namespace) -> int:
     pretrain_set = train_set.subset(
         first_per_class(train_set.labels, args.max_per_class or len(train_set))
     )
-    out.mkdir(parents=True, exist_ok=True)
+    # The accuracy of always answering the most frequent class of the held-out images.
+    counts = torch.bincount(torch.as_tensor(held_out.labels), minlength=len(dataset.classes))
+    chance = float(counts.max()) / max(len(held_out), 1)
     split = {
         "data": str(args.data),
         "seed": config.seed,
@@ -284,40 +442,21 @@ def _cmd_quickstart(args: argparse.Namespace) -> int:
                 "train_images_per_s": last["images_per_s"],
             }
         )
+        logger.info("quickstart: %s", json.dumps(rows[-1]))
     seconds = time.perf_counter() - start
     # Written once the models it describes exist (a refused or interrupted run leaves an earlier
     # run's records untouched).
     atomic_write_text(out / SPLIT_FILE, json.dumps(split))
-    atomic_write_text(
-        out / "quickstart.json", json.dumps({"rows": rows, "seconds": seconds}, indent=2)
-    )
-    print()
-    print(
-        f"Quickstart: resnet18 (width {config.width}) trained without labels on "
-        f"{len(pretrain_set)} bundled CIFAR-10 images for {config.epochs} epochs; linear probe on "
-        f"{len(train_set)} images; evaluated on {len(held_out)} held-out images."
-    )
-    print()
-    print("| method | clean acc. (%) | PGD-20 l-inf 8/255 acc. (%) | train images/s |")
-    print("| --- | --- | --- | --- |")
-    for row in rows:
-        print(
-            f"| {row['method']} | {100 * row['clean']:.1f} | {100 * row['pgd20']:.1f} | "
-            f"{row['train_images_per_s']:.1f} |"
-        )
-    print()
-    print(
-        f"Done in {seconds:.0f} s. Models in {out}/simclr and {out}/rocl (encoder, projector/, "
-        "probe/), reports in */report.json."
-    )
-    print("Next:")
-    print(
-        f"  robust-contrastive evaluate --model {out}/rocl/probe --data {args.data} "
-        f"--split {out}/{SPLIT_FILE} --out report.json"
-    )
-    print("  from robust_contrastive import RoCLEncoder")
-    print(f"  encoder = RoCLEncoder.from_pretrained('{out}/rocl')")
-    return 0
+    record = {"rows": rows, "chance": chance, "seconds": seconds}
+    atomic_write_text(out / "quickstart.json", json.dumps(record, indent=2))
+    return {
+        **record,
+        "data": "bundled CIFAR-10" if args.data == "sample" else str(args.data),
+        "num_classes": len(dataset.classes),
+        "pretrain_images": len(pretrain_set),
+        "probe_images": len(train_set),
+        "held_out_images": len(held_out),
+    }
 
 
 def _read_json_object(path: str | Path, what: str) -> dict[str, Any]:
@@ -347,6 +486,8 @@ def _load_split(args: argparse.Namespace, dataset: ImageDataset, part: str) -> I
 
 
 def _cmd_probe(args: argparse.Namespace) -> int:
+    from .data import load_dataset, train_val_split
+    from .evaluation.probe import RobustLinearProbe
     from .models import RoCLEncoder
 
     encoder = RoCLEncoder.from_pretrained(args.encoder)
@@ -379,8 +520,23 @@ def _cmd_probe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_folder(name_or_path: str) -> Path:
+    """The local folder of ``--model``: a folder, or a registered name (list-pretrained) or Hub
+    repo id, resolved (and checksum-verified) to its folder."""
+    path = Path(name_or_path)
+    if path.is_dir():
+        return path
+    from .hub import resolve_model_folder
+
+    return resolve_model_folder(name_or_path)
+
+
 def _load_classifier(folder: str) -> RobustLinearProbe | RobustClassifier:
-    config_path = Path(folder) / CONFIG_NAME
+    from .evaluation.finetuning import RobustClassifier
+    from .evaluation.probe import RobustLinearProbe
+    from .models.pretrained import CONFIG_NAME
+
+    config_path = _model_folder(folder) / CONFIG_NAME
     if not config_path.is_file():
         raise FileNotFoundError(
             f"{config_path} not found: --model takes a folder written by "
@@ -399,6 +555,12 @@ def _load_classifier(folder: str) -> RobustLinearProbe | RobustClassifier:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     import torch
+
+    from .data import load_dataset
+    from .evaluation.probe import RobustLinearProbe
+    from .evaluation.smoothing import TransformationSmoothedClassifier
+    from .evaluation.suite import evaluate_robustness
+    from .model_card import attach_evaluation, weights_checksums
 
     if args.split and args.test_split:
         raise ValueError(
@@ -435,7 +597,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             "data": str(args.data),
             "split": args.split,
             "smoothed": args.smoothed,
-            "weights_sha256": weights_checksums(args.model),
+            "weights_sha256": weights_checksums(_model_folder(args.model)),
         }
     )
     path = report.to_json(args.out)
@@ -459,6 +621,8 @@ def _split_description(args: argparse.Namespace, n_images: int) -> str:
 
 
 def _cmd_card(args: argparse.Namespace) -> int:
+    from .model_card import attach_evaluation, write_model_card
+
     path = None
     for report_path in args.report:
         report = _read_json_object(report_path, "a report of `robust-contrastive evaluate`")
@@ -476,6 +640,9 @@ def _cmd_card(args: argparse.Namespace) -> int:
 
 
 def _cmd_push(args: argparse.Namespace) -> int:
+    from .hub import push_folder_to_hub
+    from .model_card import write_model_card
+
     write_model_card(args.folder, repo_id=args.repo_id, license=args.license)
     url = push_folder_to_hub(
         args.folder,
@@ -490,6 +657,8 @@ def _cmd_push(args: argparse.Namespace) -> int:
 
 
 def _cmd_list_pretrained(args: argparse.Namespace) -> int:
+    from .registry import list_pretrained
+
     entries = list_pretrained()
     if not entries:
         print("no pretrained models are registered in this version.")
@@ -522,17 +691,70 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _paragraphs(text: str) -> str:
+    """``text``'s paragraphs (separated by blank lines) re-wrapped as argparse wraps help."""
+    width = max(min(shutil.get_terminal_size().columns - 2, 88), 40)
+    return "\n\n".join(
+        textwrap.fill(" ".join(paragraph.split()), width) for paragraph in text.split("\n\n")
+    )
+
+
+def _subcommand(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    summary: str,
+    description: str,
+    examples: str,
+) -> argparse.ArgumentParser:
+    """A subcommand whose --help opens with ``summary`` and ``description`` (paragraphs, wrapped
+    here) and ends with ``examples`` (shell lines, shown as written)."""
+    return sub.add_parser(
+        name,
+        help=summary,
+        description=_paragraphs(f"{summary[0].upper()}{summary[1:]}.\n\n{description}"),
+        epilog=f"examples:\n{examples}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="robust-contrastive",
-        description="Train adversarially robust encoders without labels (RoCL).",
+        description=_paragraphs(
+            "Adversarially robust image encoders without labels (RoCL, NeurIPS 2020): train "
+            "them, probe them, attack them, publish them. `robust-contrastive COMMAND --help` "
+            "describes each command."
+        ),
+        epilog="""examples:
+  robust-contrastive quickstart          # SimCLR vs RoCL in miniature, on CPU, in minutes
+  robust-contrastive train --data sample --out runs/rocl --width 16 --epochs 10
+  robust-contrastive list-pretrained""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"robust-contrastive {__version__}")
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="log debug messages and show tracebacks"
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    train = sub.add_parser("train", help="train a RoCL (or --simclr) encoder")
+    train = _subcommand(
+        sub,
+        "train",
+        "train a RoCL (or --simclr) encoder without labels",
+        """RoCL: each step attacks an augmented view t(x) with the label-free instance-wise
+attack (eq. 4) and minimises the robust contrastive loss (eq. 6); --simclr drops the
+attack. The defaults are the paper's (resnet18 of width 64, 1000 epochs, batch 256,
+LARS): a GPU run; under torchrun, one process per GPU.
+
+OUT receives the encoder (RoCLEncoder.from_pretrained(OUT)), OUT/projector/,
+OUT/metrics.jsonl (one line per epoch, counted from 1), OUT/train_config.json and
+OUT/checkpoints/last.pt (continue with --resume).""",
+        """  robust-contrastive train --data sample --out runs/rocl --width 16 --epochs 10 \\
+      --val-per-class 50
+  robust-contrastive train --data cifar10 --data-root data --download --out runs/paper
+  torchrun --nproc-per-node 2 -m robust_contrastive train --data cifar10 \\
+      --data-root data --out runs/paper""",
+    )
     _add_data_arguments(train, required=True, holdout=True)
     train.add_argument("--out", required=True, help="output folder (encoder, projector, logs)")
     train.add_argument("--resume", action="store_true", help="resume from OUT/checkpoints")
@@ -542,13 +764,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="start from scratch even if OUT holds a run (its checkpoint is replaced)",
     )
     train.add_argument("--simclr", action="store_true", help="plain SimCLR (no attack)")
-    _add_config_arguments(train, TrainConfig())
+    _add_config_arguments(train)
     train.set_defaults(func=_cmd_train)
 
-    quick = sub.add_parser(
+    quick = _subcommand(
+        sub,
         "quickstart",
-        help="train small SimCLR and RoCL encoders on the bundled sample, probe them and "
-        "compare clean and PGD accuracy (CPU, minutes)",
+        "train small SimCLR and RoCL encoders on the bundled sample, probe them and compare "
+        "their clean and PGD accuracy (CPU, minutes)",
+        f"""The paper's headline comparison in miniature, with no download and no GPU: holds out
+{QUICKSTART_HELD_OUT} images per class of the bundled 5,000-image CIFAR-10 sample, trains both
+encoders without labels on {QUICKSTART_PER_CLASS} images per class of the rest (a resnet18 of
+width {QUICKSTART["width"]}, {QUICKSTART["epochs"]} epochs, plain SGD), fits a linear probe on
+each ({QUICKSTART_PROBE_EPOCHS} epochs) and prints their clean and l-inf PGD-20 (8/255)
+accuracy on the held-out images.
+
+The console shows progress bars, warnings and the table; the details (per-epoch losses,
+probe epochs) go to OUT/{QUICKSTART_LOG}. Every training option below (but --adversarial)
+applies to both encoders.""",
+        """  robust-contrastive quickstart
+  robust-contrastive quickstart --epochs 1 --max-per-class 100   # a shorter run
+  robust-contrastive quickstart --resume      # continue an interrupted run""",
     )
     _add_data_arguments(quick, required=False, max_per_class=QUICKSTART_PER_CLASS)
     quick.add_argument("--out", default="quickstart-run", help="output folder")
@@ -568,7 +804,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_arguments(quick, QUICKSTART)
     quick.set_defaults(func=_cmd_quickstart)
 
-    probe = sub.add_parser("probe", help="train a linear probe (or r-LE) on a frozen encoder")
+    probe = _subcommand(
+        sub,
+        "probe",
+        "train a linear probe (or r-LE) on a frozen encoder",
+        """Linear evaluation: a linear classifier on the frozen encoder's features, with the
+labels (the original's 150 epochs, SGD, batch 1024). --adversarial trains it on PGD
+examples instead (robust linear evaluation, r-LE, eq. 7). OUT receives the probe
+(encoder + linear layer): RobustLinearProbe.from_pretrained(OUT), or
+`robust-contrastive evaluate --model OUT`.""",
+        """  robust-contrastive probe --encoder runs/rocl --data sample \\
+      --split runs/rocl/split.json --out runs/rocl/probe --no-augment --epochs 50
+  robust-contrastive probe --encoder runs/rocl --data sample \\
+      --split runs/rocl/split.json --out runs/rocl/r-le --adversarial""",
+    )
     probe.add_argument("--encoder", required=True, help="encoder folder (save_pretrained)")
     _add_data_arguments(probe, required=True)
     probe.add_argument(
@@ -608,13 +857,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     probe.set_defaults(func=_cmd_probe)
 
-    evaluate = sub.add_parser(
-        "evaluate", help="clean, PGD, l2, l1 and AutoAttack accuracy of a classifier, as a report"
+    evaluate = _subcommand(
+        sub,
+        "evaluate",
+        "clean, PGD, l2, l1 and AutoAttack accuracy of a classifier, as a report",
+        """Runs the threats of the paper's Table 1 (all by default; AutoAttack needs
+torchattacks) with sanity checks, prints a markdown table and writes the report as JSON
+(OUT) with a .md beside it. Evaluate on images the model never saw: --split with the
+training run's split.json, --test-split, or --data sample-held-out.""",
+        """  robust-contrastive evaluate --model runs/rocl/probe --data sample \\
+      --split runs/rocl/split.json --threats linf-8/255 l2-0.5 --out report.json
+  robust-contrastive evaluate --model runs/rocl/probe --data cifar10 --data-root data \\
+      --test-split --n-images 1000 --out test-report.json""",
     )
     evaluate.add_argument(
         "--model",
         required=True,
-        help="a probe (robust-contrastive probe) or robust classifier folder",
+        help="a probe (robust-contrastive probe) or robust classifier folder, or a registered "
+        "name (list-pretrained)",
     )
     _add_data_arguments(evaluate, required=True)
     evaluate.add_argument("--split", help="split.json: evaluate on its held-out 'val' indices")
@@ -625,9 +885,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--threats",
         nargs="+",
-        default=list(DEFAULT_THREATS),
-        choices=list(THREATS),
-        help="threats to run (default: all)",
+        default=list(THREAT_NAMES),
+        choices=THREAT_NAMES,
+        metavar="THREAT",
+        help=f"threats to run, from: {', '.join(THREAT_NAMES)} (default: all)",
     )
     evaluate.add_argument("--n-images", type=int, default=None, help="evaluate the first N")
     evaluate.add_argument("--batch-size", type=int, default=256, help="attack batch size")
@@ -656,8 +917,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.set_defaults(func=_cmd_evaluate)
 
-    card = sub.add_parser(
-        "card", help="(re)generate a folder's model card, attaching evaluation reports"
+    card = _subcommand(
+        sub,
+        "card",
+        "(re)generate a folder's model card, attaching evaluation reports",
+        """Writes FOLDER/README.md from the folder's config and training records, with the
+figures of the given reports (refused when a report does not belong to these weights).""",
+        """  robust-contrastive card runs/rocl/probe --report report.json --dataset cifar10 \\
+      --split 'held-out validation images (500)'""",
     )
     card.add_argument("folder", help="a save_pretrained folder")
     card.add_argument(
@@ -675,7 +942,15 @@ def build_parser() -> argparse.ArgumentParser:
     card.add_argument("--license", default="mit", help="license id of the weights (mit)")
     card.set_defaults(func=_cmd_card)
 
-    push = sub.add_parser("push", help="upload a save_pretrained folder to the Hugging Face Hub")
+    push = _subcommand(
+        sub,
+        "push",
+        "upload a save_pretrained folder to the Hugging Face Hub",
+        """Regenerates the folder's model card, creates the Hub repo if needed and uploads the
+folder (log in first with `hf auth login` or set HF_TOKEN).""",
+        """  robust-contrastive push runs/rocl my-org/rocl-resnet18-cifar10
+  robust-contrastive push runs/rocl my-org/rocl-resnet18-cifar10 --create-pr""",
+    )
     push.add_argument("folder", help="a save_pretrained folder (its card is regenerated)")
     push.add_argument("repo_id", help="'org/name' of the Hub model repo (created if needed)")
     push.add_argument("--private", action="store_true", help="create the repo private")
@@ -685,11 +960,24 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--license", default="mit", help="license id of the weights (mit)")
     push.set_defaults(func=_cmd_push)
 
-    listed = sub.add_parser("list-pretrained", help="list the registered pretrained models")
+    listed = _subcommand(
+        sub,
+        "list-pretrained",
+        "list the registered pretrained models",
+        """Each name loads offline when bundled (or from the Hub when published), e.g.
+RoCLEncoder.from_pretrained(NAME) or RobustLinearProbe.from_pretrained(NAME + "-probe").""",
+        "  robust-contrastive list-pretrained",
+    )
     listed.set_defaults(func=_cmd_list_pretrained)
 
-    convert = sub.add_parser(
-        "convert", help="convert a checkpoint of the original RoCL code to this library's format"
+    convert = _subcommand(
+        sub,
+        "convert",
+        "convert a checkpoint of the original RoCL code to this library's format",
+        """Reads the original code's torch.save'd encoder (and projector) checkpoints, checks
+them, and writes a save_pretrained folder: RoCLEncoder.from_pretrained(OUT).""",
+        """  robust-contrastive convert rocl_encoder.pt --projector rocl_projector.pt \\
+      --out converted/rocl""",
     )
     convert.add_argument("checkpoint", help="the original encoder checkpoint (torch.save'd)")
     convert.add_argument("--projector", help="the original projector checkpoint")
@@ -704,11 +992,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=_LOG_FORMAT,
         stream=sys.stderr,
     )
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     try:
-        code: int = args.func(args)
+        # Console log lines are written above the progress bars instead of through them.
+        with logging_redirect_tqdm():
+            code: int = args.func(args)
     except KeyboardInterrupt:
         out = getattr(args, "out", "OUT")
         parser.exit(
@@ -716,7 +1008,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"interrupted; continue the run with the same command plus --resume "
             f"(checkpoints in {out}/checkpoints)\n",
         )
-    except (ValueError, TypeError, OSError, NonFiniteLossError) as err:
+    # FloatingPointError: NonFiniteLossError (a NaN loss), without importing the trainer here.
+    except (ValueError, TypeError, OSError, FloatingPointError) as err:
         if args.verbose:
             raise
         parser.exit(2, f"robust-contrastive {args.command}: error: {err}\n")

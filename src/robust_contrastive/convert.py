@@ -85,9 +85,9 @@ def _infer_arch(state: dict[str, torch.Tensor]) -> tuple[str, int]:
 
 
 def convert_encoder(path: str | os.PathLike[str]) -> RoCLEncoder:
-    """An original encoder checkpoint as a :class:`RoCLEncoder` (eval mode), weights matched
-    strictly. A linear classifier head in the checkpoint (``linear.*``) is not part of the
-    encoder: it is skipped with a warning."""
+    """An original encoder checkpoint as a [`RoCLEncoder`][robust_contrastive.RoCLEncoder] (eval
+    mode), weights matched strictly. A linear classifier head in the checkpoint (``linear.*``) is
+    not part of the encoder: it is skipped with a warning."""
     state = load_original_state_dict(path)
     head = sorted(k for k in state if k.startswith("linear."))
     if head:

@@ -1,17 +1,21 @@
 """In-memory labelled image data sets: loading, the bundled sample and stratified splits.
 
-Every loader returns an :class:`ImageDataset` that holds all images as one contiguous
-``(N, 3, H, W) uint8`` tensor (values in ``[0, 255]``, RGB) and the labels as an ``(N,) int64``
-tensor. Three sources are supported:
+Every loader returns an [`ImageDataset`][robust_contrastive.ImageDataset] that holds all images as
+one contiguous ``(N, 3, H, W) uint8`` tensor (values in ``[0, 255]``, RGB) and the labels as an
+``(N,) int64`` tensor. Three sources are supported:
 
 * a torchvision ``ImageFolder`` directory (``root/<class>/<image>.{jpg,jpeg,png}``),
-  see :func:`load_image_folder`;
-* CIFAR-10 / CIFAR-100 through ``torchvision.datasets``, see :func:`load_cifar`;
-* the small CIFAR-10 sample shipped inside the package, see :func:`load_sample`.
+  see [`load_image_folder`][robust_contrastive.data.load_image_folder];
+* CIFAR-10 / CIFAR-100 through ``torchvision.datasets``, see
+  [`load_cifar`][robust_contrastive.data.load_cifar];
+* the two small CIFAR-10 samples shipped inside the package (5,000 images, most of which
+  trained the bundled pretrained models, and 2,000 held-out images they never saw), see
+  [`load_sample`][robust_contrastive.load_sample].
 
-:func:`load_dataset` dispatches on a single string spec (``"sample"``, ``"cifar10"``,
-``"cifar100"`` or a folder path) and :func:`train_val_split` draws a seeded, stratified
-validation split from the labels.
+[`load_dataset`][robust_contrastive.load_dataset] dispatches on a single string spec (``"sample"``,
+``"sample-held-out"``, ``"cifar10"``, ``"cifar100"`` or a folder path) and
+[`train_val_split`][robust_contrastive.train_val_split] draws a seeded, stratified validation split
+from the labels.
 """
 
 from __future__ import annotations
@@ -32,26 +36,70 @@ from torchvision.transforms.v2 import functional as tvf
 from tqdm.auto import tqdm
 
 __all__ = [
+    "HELD_OUT_PATH",
     "SAMPLE_PATH",
+    "SAMPLE_SPLIT_OVERLAP",
     "ImageDataset",
     "first_per_class",
     "load_cifar",
     "load_dataset",
     "load_image_folder",
     "load_sample",
+    "sample_indices",
     "train_val_split",
 ]
 
 logger = logging.getLogger(__name__)
 
 SAMPLE_PATH: Path = Path(__file__).resolve().parent / "assets" / "cifar10_sample.safetensors"
-"""The bundled CIFAR-10 sample (5000 JPEG images, 500 per class) inside the package."""
+"""The bundled CIFAR-10 sample (5000 JPEG images, 500 per class) inside the package.
+
+Most of it trained the bundled pretrained models: see ``SAMPLE_SPLIT_OVERLAP``."""
+
+HELD_OUT_PATH: Path = Path(__file__).resolve().parent / "assets" / "cifar10_heldout.safetensors"
+"""The bundled held-out CIFAR-10 sample (2000 JPEG images, 200 per class) inside the package.
+
+The evaluation split of the reproduction that made the bundled models: none of them trained or
+selected on these images."""
+
+SAMPLE_SPLIT_OVERLAP: dict[str, dict[str, int]] = {
+    "sample": {
+        "images": 5000,
+        "encoder_train": 4722,
+        "probe_train": 4722,
+        "select": 89,
+        "held_out": 189,
+    },
+    "sample-held-out": {
+        "images": 2000,
+        "encoder_train": 0,
+        "probe_train": 0,
+        "select": 0,
+        "held_out": 2000,
+    },
+}
+"""How many images of each bundled sample the bundled pretrained models saw.
+
+Keys: the sample's spec (``"sample"``, ``"sample-held-out"``), then ``images`` (its size),
+``encoder_train`` (images that trained the bundled encoders ``rocl-resnet18-w16-cifar10-cpu``
+and ``simclr-resnet18-w16-cifar10-cpu``: ``"encoder_train"`` of
+``benchmarks/results/cifar10_cpu_split.json``), ``probe_train`` (images that trained their
+``-probe`` linear probes: the pool, every index in neither ``"val"`` nor ``"select"``),
+``select`` (images that chose the probes' epoch) and ``held_out`` (images of the evaluation
+split ``"val"``, never trained or selected on). The encoders' training images are a subset of
+the probes'. Computed from the split file with
+[`sample_indices`][robust_contrastive.data.sample_indices] (tests/test_data.py checks the
+figures)."""
 
 _IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png"})
 _PROGRESS_THRESHOLD = 2000
 _MAX_CORRUPT_WARNINGS = 10
 _SAMPLE_FORMAT_VERSION = "1"
-_ACCEPTED_SPECS = "an ImageFolder path (root/<class>/<image>), 'cifar10', 'cifar100' or 'sample'"
+_CIFAR10_TRAIN_PER_CLASS = 5000
+_ACCEPTED_SPECS = (
+    "an ImageFolder path (root/<class>/<image>), 'cifar10', 'cifar100', 'sample' or "
+    "'sample-held-out'"
+)
 _CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
 _TORCHVISION_IO_DEPRECATION = "The image decoding and encoding capabilities of TorchVision"
 
@@ -190,6 +238,33 @@ class ImageDataset:
             labels=self.labels[index],
             classes=self.classes,
         )
+
+    def stratified(self, per_class: int, *, seed: int = 0) -> ImageDataset:
+        """A seeded random subset with ``per_class`` images of every class, in index order.
+
+        Use it to evaluate on a balanced part of a class-sorted set: the first N images of
+        such a set hold a single class, which
+        [`evaluate_robustness`][robust_contrastive.evaluate_robustness] flags.
+
+        Args:
+            per_class: images to keep of each class (all of a class that has fewer).
+            seed: seeds the draw (one ``torch.Generator``, classes in label order).
+
+        Returns:
+            An ImageDataset of at most ``per_class * len(classes)`` images, sorted by index.
+
+        Raises:
+            ValueError: If ``per_class`` is not a positive integer.
+        """
+        if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
+            raise ValueError(f"per_class must be a positive integer, got {per_class!r}")
+        generator = torch.Generator().manual_seed(seed)
+        keep = []
+        for label in range(len(self.classes)):
+            members = (self.labels == label).nonzero().flatten()
+            order = torch.randperm(len(members), generator=generator)
+            keep.append(members[order[:per_class]])
+        return self.subset(torch.cat(keep).sort().values)
 
 
 def _check_positive(name: str, value: int | None) -> None:
@@ -522,29 +597,18 @@ def load_cifar(
     return ImageDataset(images=images, labels=labels, classes=tuple(dataset.classes))
 
 
-def load_sample() -> ImageDataset:
-    """Loads the CIFAR-10 sample bundled with the package.
-
-    The sample holds the first 500 files (by name) of each class of a JPEG re-encoding of the
-    CIFAR-10 training set, stored as the original JPEG bytes in ``SAMPLE_PATH`` (see
-    ``assets/README.md``); they are decoded here with ``torchvision.io.decode_jpeg``.
-
-    Returns:
-        An ImageDataset of 5000 images (5000, 3, 32, 32) uint8 in [0, 255], labels (5000,)
-        int64 with 500 per class, and the ten CIFAR-10 class names in label order.
-
-    Raises:
-        FileNotFoundError: If the asset is missing from the installation.
-        ValueError: If the asset has an unknown format version or inconsistent tensors.
-    """
+def _read_sample_file(
+    path: Path,
+) -> tuple[dict[str, str], torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Reads a bundled sample file: its metadata, JPEG bytes, offsets and labels (checked)."""
     from safetensors import safe_open
 
-    if not SAMPLE_PATH.is_file():
+    if not path.is_file():
         raise FileNotFoundError(
-            f"the bundled sample {SAMPLE_PATH} is missing; reinstall robust-contrastive or "
+            f"the bundled sample {path} is missing; reinstall robust-contrastive or "
             "rebuild it with tools/build_sample.py"
         )
-    with safe_open(str(SAMPLE_PATH), framework="pt") as handle:
+    with safe_open(str(path), framework="pt") as handle:
         metadata: dict[str, str] = handle.metadata() or {}
         jpeg_bytes: torch.Tensor = handle.get_tensor("jpeg_bytes")
         offsets: torch.Tensor = handle.get_tensor("offsets")
@@ -552,17 +616,97 @@ def load_sample() -> ImageDataset:
     version = metadata.get("format_version")
     if version != _SAMPLE_FORMAT_VERSION:
         raise ValueError(
-            f"{SAMPLE_PATH} has format_version {version!r}, expected "
+            f"{path} has format_version {version!r}, expected "
             f"{_SAMPLE_FORMAT_VERSION!r}; upgrade robust-contrastive or rebuild the sample"
         )
     if offsets.shape != (labels.shape[0] + 1,) or int(offsets[-1]) != jpeg_bytes.numel():
-        raise ValueError(f"{SAMPLE_PATH} is inconsistent (offsets/labels/bytes); rebuild it")
+        raise ValueError(f"{path} is inconsistent (offsets/labels/bytes); rebuild it")
+    return metadata, jpeg_bytes, offsets, labels
+
+
+def load_sample(*, held_out: bool = False) -> ImageDataset:
+    """Loads one of the two CIFAR-10 samples bundled with the package.
+
+    Both hold images of a JPEG re-encoding of the CIFAR-10 training set
+    (``cifar10-train/<class>/NNNN.jpg``, 5,000 files per class), stored as the original JPEG
+    bytes (see ``assets/README.md``) and decoded here with ``torchvision.io.decode_jpeg``;
+    both are ordered by class, then by file name.
+
+    * ``held_out=False`` (``SAMPLE_PATH``, spec ``"sample"``): files ``0000``-``0499`` of each
+      class, 5,000 images. **Most of them trained the bundled pretrained models**
+      (``rocl-resnet18-w16-cifar10-cpu``, ``simclr-resnet18-w16-cifar10-cpu`` and their
+      ``-probe`` linear probes): 4,722 were training images of both the encoders and the
+      probes, 89 were their model-selection images and only 189 are held out
+      (``SAMPLE_SPLIT_OVERLAP``). Use it to train and to try things out, not to measure the
+      bundled models.
+    * ``held_out=True`` (``HELD_OUT_PATH``, spec ``"sample-held-out"``): the 2,000-image
+      evaluation split (200 per class) of the CIFAR-10 reproduction that made the bundled
+      models (``benchmarks/results/cifar10_cpu_split.json``, key ``"val"``). None of these
+      images trained or selected the bundled encoders or probes, so evaluating a bundled
+      model on it reproduces the held-out figures of its model card (e.g. 37.9 % clean
+      accuracy for ``rocl-resnet18-w16-cifar10-cpu-probe``). The files' indices into the
+      sorted ``cifar10-train`` listing are given by
+      [`sample_indices`][robust_contrastive.data.sample_indices]. 189 of its images are also
+      in the 5,000-image sample.
+
+    Args:
+        held_out: Load the held-out sample instead of the 5,000-image one.
+
+    Returns:
+        An ImageDataset with images (N, 3, 32, 32) uint8 in [0, 255], labels (N,) int64 and
+        the ten CIFAR-10 class names in label order: N = 5,000 (500 per class), or 2,000 (200
+        per class) with ``held_out=True``.
+
+    Raises:
+        FileNotFoundError: If the asset is missing from the installation.
+        ValueError: If the asset has an unknown format version or inconsistent tensors.
+    """
+    path = HELD_OUT_PATH if held_out else SAMPLE_PATH
+    metadata, jpeg_bytes, offsets, labels = _read_sample_file(path)
     bounds = offsets.tolist()
     chunks = [jpeg_bytes[start:end] for start, end in itertools.pairwise(bounds)]
     with _quiet_torchvision_io():
         decoded: list[torch.Tensor] = decode_jpeg(chunks, mode=ImageReadMode.RGB)
     classes = tuple(metadata["classes"].split(","))
     return ImageDataset(images=torch.stack(decoded), labels=labels.long(), classes=classes)
+
+
+def sample_indices(*, held_out: bool = False) -> torch.Tensor:
+    """Indices of a bundled sample's images in the full CIFAR-10 JPEG training folder.
+
+    The indices count through the sorted listing of ``cifar10-train`` (classes in label
+    order, 5,000 files per class sorted by name, the order of
+    [`load_dataset`][robust_contrastive.load_dataset]), so index ``i`` is the file
+    ``f"{classes[i // 5000]}/{i % 5000:04d}.jpg"``. These are the indices that
+    ``benchmarks/results/cifar10_cpu_split.json`` uses, which makes the overlap of a sample
+    with the bundled models' training images exact.
+
+    Args:
+        held_out: The held-out sample (indices read from its metadata) instead of the
+            5,000-image sample (files ``0000``-``0499`` of each class).
+
+    Returns:
+        (N,) int64 indices in [0, 50000), in the sample's order (ascending), one per image of
+        [`load_sample`][robust_contrastive.load_sample]`(held_out=held_out)`.
+
+    Raises:
+        FileNotFoundError: If the asset is missing from the installation.
+        ValueError: If the asset does not record its indices.
+    """
+    metadata, _, _, labels = _read_sample_file(HELD_OUT_PATH if held_out else SAMPLE_PATH)
+    if "indices" in metadata:
+        indices = torch.tensor([int(i) for i in metadata["indices"].split(",")])
+    elif "per_class" in metadata:  # the first per_class files of every class
+        per_class = int(metadata["per_class"])
+        n_classes = len(metadata["classes"].split(","))
+        indices = (
+            torch.arange(n_classes)[:, None] * _CIFAR10_TRAIN_PER_CLASS + torch.arange(per_class)
+        ).flatten()
+    else:
+        raise ValueError("the sample records neither its indices nor per_class; rebuild it")
+    if indices.shape != labels.shape:
+        raise ValueError("the sample's recorded indices do not match its images; rebuild it")
+    return indices.to(torch.int64)
 
 
 def _limit_per_class(dataset: ImageDataset, max_per_class: int) -> ImageDataset:
@@ -586,10 +730,13 @@ def load_dataset(
     """Loads a data set named by a string spec.
 
     Args:
-        spec: ``"sample"`` (the bundled CIFAR-10 sample, :func:`load_sample`), ``"cifar10"`` or
-            ``"cifar100"`` (:func:`load_cifar`), or the path of an ImageFolder directory
-            (:func:`load_image_folder`). Names are matched case-insensitively and take
-            precedence over folders of the same name.
+        spec: ``"sample"`` (the bundled 5,000-image CIFAR-10 sample, most of which trained
+            the bundled pretrained models), ``"sample-held-out"`` (the bundled 2,000-image
+            sample that the bundled models never saw: evaluate them on this one; both
+            [`load_sample`][robust_contrastive.load_sample]), ``"cifar10"`` or ``"cifar100"``
+            ([`load_cifar`][robust_contrastive.data.load_cifar]), or the path of an ImageFolder
+            directory ([`load_image_folder`][robust_contrastive.data.load_image_folder]). Names are
+            matched case-insensitively and take precedence over folders of the same name.
         root: Folder with the CIFAR files (required for ``"cifar10"``/``"cifar100"``; ignored
             otherwise).
         download: Download CIFAR if missing (CIFAR only).
@@ -610,9 +757,9 @@ def load_dataset(
     _check_positive("max_per_class", max_per_class)
     if isinstance(spec, str):
         name = spec.strip().lower()
-        if name in ("sample", "cifar10", "cifar100"):
-            if name == "sample":
-                dataset = load_sample()
+        if name in ("sample", "sample-held-out", "cifar10", "cifar100"):
+            if name in ("sample", "sample-held-out"):
+                dataset = load_sample(held_out=name == "sample-held-out")
             else:
                 if root is None:
                     raise ValueError(
@@ -635,8 +782,8 @@ def load_dataset(
     path = Path(spec).expanduser()
     if not path.exists():
         raise FileNotFoundError(
-            f"unknown data set {os.fspath(spec)!r}: it is neither 'sample', 'cifar10' nor "
-            f"'cifar100' and no such path exists; pass {_ACCEPTED_SPECS}"
+            f"unknown data set {os.fspath(spec)!r}: it is neither a known name nor an "
+            f"existing path; pass {_ACCEPTED_SPECS}"
         )
     return load_image_folder(path, image_size=image_size, max_per_class=max_per_class)
 

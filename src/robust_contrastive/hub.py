@@ -2,7 +2,7 @@
 
 Every ``from_pretrained`` of this library accepts a folder written by ``save_pretrained``, a
 Hub repo id ``"org/name"`` (optionally pinned to a ``revision``) or a registered short name
-(see :mod:`robust_contrastive.registry`: pinned revision, checked SHA-256). Only JSON,
+(see ``robust_contrastive.registry``: pinned revision, checked SHA-256). Only JSON,
 safetensors and markdown files are fetched: weights are never unpickled. Offline use follows
 huggingface_hub: ``HF_HUB_OFFLINE=1`` (or ``local_files_only=True``) reads the local cache and
 never touches the network.

@@ -74,7 +74,8 @@ def nt_xent_loss(
             different shapes or devices, B < 2 (without ``gather_distributed``), or a
             temperature that is not a finite number > 0. The values are not inspected (that
             would cost a host synchronisation per step): NaN or inf inputs give a NaN loss,
-            which :class:`~robust_contrastive.RoCLTrainer` reports as a ``NonFiniteLossError``.
+            which [`RoCLTrainer`][robust_contrastive.RoCLTrainer] reports as a
+            ``NonFiniteLossError``.
     """
     if len(views) < 2:
         raise ValueError(f"nt_xent_loss needs at least 2 views, got {len(views)}.")

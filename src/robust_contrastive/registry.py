@@ -10,8 +10,10 @@ accepts a registered name. The name resolves to
 
 Either way every weight file is checked against the SHA-256 recorded in the registry before
 anything is loaded; a mismatch is an error. Entries are written from real folders by
-:func:`entry_from_folder` (never typed by hand) into ``pretrained/registry.json``;
-:func:`register_pretrained` adds entries at run time (an organisation's own models, tests).
+[`entry_from_folder`][robust_contrastive.registry.entry_from_folder] (never typed by hand) into
+``pretrained/registry.json``;
+[`register_pretrained`][robust_contrastive.registry.register_pretrained] adds entries at run time
+(an organisation's own models, tests).
 """
 
 from __future__ import annotations
@@ -165,8 +167,8 @@ def write_registry_entry(
     """Add ``entry`` to the registry file (replacing an entry of the same name), atomically.
 
     This is how the project's own models get into ``pretrained/registry.json``: from an entry
-    made by :func:`entry_from_folder`, so the checksums are the files' own. A bundled entry's
-    files must already be in ``pretrained/NAME``.
+    made by [`entry_from_folder`][robust_contrastive.registry.entry_from_folder], so the checksums
+    are the files' own. A bundled entry's files must already be in ``pretrained/NAME``.
     """
     target = Path(path)
     if entry.bundled:
@@ -183,7 +185,9 @@ def write_registry_entry(
 
 
 def unregister_pretrained(name: str) -> None:
-    """Remove a model added by :func:`register_pretrained` (bundled entries stay)."""
+    """Remove a model added by
+    [`register_pretrained`][robust_contrastive.registry.register_pretrained] (bundled entries stay).
+    """
     _RUNTIME.pop(name, None)
 
 

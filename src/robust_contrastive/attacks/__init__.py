@@ -1,6 +1,6 @@
 """Attacks: the label-free instance-wise attack of RoCL and class-wise attacks on classifiers.
 
-All of them share one projected step (:mod:`robust_contrastive.attacks._steps`).
+All of them share one projected step (``robust_contrastive.attacks._steps``).
 """
 
 from .classwise import EOTPGD, PGD, autoattack

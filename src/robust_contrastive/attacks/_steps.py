@@ -13,8 +13,9 @@ from typing import Literal
 
 import torch
 
+from .._names import NORMS as NORMS
+
 Norm = Literal["linf", "l2", "l1"]
-NORMS: tuple[str, ...] = ("linf", "l2", "l1")
 _TINY = 1e-12
 L1_SPARSITY = 0.99  # the l1 step moves the top 1 % of gradient coordinates (SLIDE's default)
 

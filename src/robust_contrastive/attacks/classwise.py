@@ -1,6 +1,6 @@
 """Class-wise attacks on classifiers (logits from images): PGD, EOT-PGD and AutoAttack.
 
-They share the projected step of :mod:`robust_contrastive.attacks._steps` with the
+They share the projected step of ``robust_contrastive.attacks._steps`` with the
 instance-wise attack; only the loss differs (cross-entropy on the labels here).
 """
 
@@ -96,7 +96,7 @@ class PGD:
         the ball and in [0, 1]. The model runs in eval mode and gets its previous mode back;
         parameters' ``.grad`` are left untouched. The call validates its inputs (one extra
         forward of a single image checks the labels against the model's outputs);
-        :meth:`perturb` skips the checks.
+        [`perturb`][robust_contrastive.attacks.PGD.perturb] skips the checks.
     """
 
     def __init__(
@@ -191,11 +191,13 @@ class EOTPGD(PGD):
 
     Each step averages the gradient over ``eot_samples`` forward passes, each drawing fresh
     randomness inside the model (for example the random transformations of a
-    :class:`~robust_contrastive.TransformationSmoothedClassifier`). Attacking a randomised model
-    with plain PGD overestimates its robustness: use this (or AutoAttack ``version="rand"``).
+    [`TransformationSmoothedClassifier`][robust_contrastive.evaluation.smoothing.TransformationSmoothedClassifier]).
+    Attacking a randomised model with plain PGD overestimates its robustness: use this (or
+    AutoAttack ``version="rand"``).
 
     It returns the last iterate: keeping the first iterate that fools one random draw of the
-    model (as :class:`PGD` does for deterministic models) would weaken the attack.
+    model (as [`PGD`][robust_contrastive.attacks.PGD] does for deterministic models) would weaken
+    the attack.
 
     Args:
         model: a classifier with random inference.

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._names import ATTACK_LOSSES as ATTACK_LOSSES
 from ..losses import nt_xent_loss
 from ._steps import (
     ascent_step,
@@ -16,8 +17,6 @@ from ._steps import (
     project,
     random_start,
 )
-
-ATTACK_LOSSES: tuple[str, ...] = ("contrastive", "mse", "cosine", "l1")
 
 
 def _cosine_distance(z: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,12 @@
 """Evaluation: linear probes, fine-tuning, smoothed inference, transfer and robustness reports."""
 
-from .checks import sanity_warnings, zero_gradient_fraction
+from .checks import (
+    ProbeNotLearningWarning,
+    UnreliableEvaluationWarning,
+    evaluation_set_warnings,
+    sanity_warnings,
+    zero_gradient_fraction,
+)
 from .finetuning import FinetuneConfig, FinetuneResult, RobustClassifier, TradesAttack, finetune
 from .probe import ProbeConfig, RobustLinearProbe, accuracy
 from .smoothing import TransformationSmoothedClassifier, accuracy_vs_samples
@@ -20,6 +26,7 @@ __all__ = [
     "FinetuneConfig",
     "FinetuneResult",
     "ProbeConfig",
+    "ProbeNotLearningWarning",
     "RobustClassifier",
     "RobustLinearProbe",
     "RobustnessReport",
@@ -27,9 +34,11 @@ __all__ = [
     "ThreatResult",
     "TradesAttack",
     "TransformationSmoothedClassifier",
+    "UnreliableEvaluationWarning",
     "accuracy",
     "accuracy_vs_samples",
     "evaluate_robustness",
+    "evaluation_set_warnings",
     "finetune",
     "sanity_warnings",
     "transfer_accuracy",

@@ -11,8 +11,9 @@ Madry et al. 2018) with RoCL encoders fine-tuned end to end with a class-wise ad
   views t(x), t'(x), t(x)^adv with the instance-wise adversary of eq. 4), through the pretrained
   projector ("RoCL + AT + SS").
 
-:func:`finetune` with ``encoder=None`` trains a fresh encoder from scratch with the same budget:
-the supervised "AT" (or "TRADES") baseline rows of the table.
+[`finetune`][robust_contrastive.evaluation.finetuning.finetune] with ``encoder=None`` trains a fresh
+encoder from scratch with the same budget: the supervised "AT" (or "TRADES") baseline rows of the
+table.
 """
 
 from __future__ import annotations
@@ -95,7 +96,10 @@ _RC = TypeVar("_RC", bound="RobustClassifier")
 # ---------------------------------------------------------------------------------- the model
 @dataclass(frozen=True)
 class RobustClassifierConfig:
-    """The head's part of a :class:`RobustClassifier` (stored in its ``config.json``)."""
+    """The head's part of a
+    [`RobustClassifier`][robust_contrastive.evaluation.finetuning.RobustClassifier] (stored in its
+    ``config.json``).
+    """
 
     feature_dim: int = 512  # the encoder's feature_dim (512 for resnet18 at width 64)
     num_classes: int = 10  # outputs of the linear head (CIFAR-10)
@@ -105,7 +109,8 @@ class RobustClassifier(PretrainedMixin):
     """An encoder f_theta followed by a linear head: the fine-tuned classifier of Table 1.
 
     Args:
-        encoder: the encoder (fine-tuned together with the head by :func:`finetune`).
+        encoder: the encoder (fine-tuned together with the head by
+            [`finetune`][robust_contrastive.evaluation.finetuning.finetune]).
         num_classes: number of classes K of the linear head.
 
     Shapes:
@@ -144,7 +149,8 @@ class RobustClassifier(PretrainedMixin):
 
         Raises:
             TypeError: always; build ``RobustClassifier(encoder, num_classes)`` or load a saved
-                model with :meth:`from_pretrained`.
+                model with
+                [`from_pretrained`][robust_contrastive.evaluation.finetuning.RobustClassifier.from_pretrained].
         """
         raise TypeError(
             "a RobustClassifier is not built from its config alone: use "
@@ -187,7 +193,9 @@ class RobustClassifier(PretrainedMixin):
         local_files_only: bool = False,
         token: str | bool | None = None,
     ) -> _RC:
-        """Rebuild a classifier saved by :meth:`save_pretrained`; weights matched strictly.
+        """Rebuild a classifier saved by
+        [`save_pretrained`][robust_contrastive.models.PretrainedMixin.save_pretrained]; weights
+        matched strictly.
 
         Returns:
             The classifier in eval mode.
@@ -576,7 +584,7 @@ class _Objective:
 # ------------------------------------------------------------------------------ the loop
 @dataclass
 class FinetuneResult:
-    """What :func:`finetune` returns."""
+    """What [`finetune`][robust_contrastive.evaluation.finetuning.finetune] returns."""
 
     model: RobustClassifier  # the fine-tuned classifier (best on validation if val given), eval
     history: list[dict[str, Any]]  # one metrics dict per epoch
@@ -604,7 +612,7 @@ def finetune(
 
     * ``"at"``: ``CE(f(PGD(x)), y)`` (eq. 1, Madry et al.);
     * ``"trades"``: ``CE(f(x), y) + beta * KL(f(x) || f(x_adv))``, x_adv from
-      :class:`TradesAttack` (Zhang et al.);
+      [`TradesAttack`][robust_contrastive.evaluation.finetuning.TradesAttack] (Zhang et al.);
     * ``"at+ss"``: ``CE(f(PGD(x)), y) + ss_weight * L_RoCL``, with L_RoCL the NT-Xent loss over
       two SimCLR views t(x), t'(x) of the batch and the instance-wise adversary t(x)^adv (eq. 4,
       eq. 6 without the 1/lambda regulariser), through ``projector``, trained jointly;
@@ -633,13 +641,13 @@ def finetune(
             an uninterrupted run with the same config.
 
     Returns:
-        A :class:`FinetuneResult`; its history holds per epoch ``loss``, ``loss_ce``,
-        ``loss_second`` (TRADES' KL or the SS loss, unweighted; 0 for "at"), ``clean_acc`` (an
-        extra no-grad eval-mode forward of each clean augmented batch before its update: the
-        accuracy at inference, which lags while BatchNorm's running statistics settle in the
-        first few dozen steps), ``adv_acc`` (the training forward on the training attack's
-        images, train mode), ``lr``, ``images_per_s``, ``seconds`` and, with ``val``,
-        ``val_clean_acc``, ``val_adv_acc`` and ``best``.
+        A [`FinetuneResult`][robust_contrastive.evaluation.finetuning.FinetuneResult]; its history
+        holds per epoch ``loss``, ``loss_ce``, ``loss_second`` (TRADES' KL or the SS loss,
+        unweighted; 0 for "at"), ``clean_acc`` (an extra no-grad eval-mode forward of each clean
+        augmented batch before its update: the accuracy at inference, which lags while BatchNorm's
+        running statistics settle in the first few dozen steps), ``adv_acc`` (the training forward
+        on the training attack's images, train mode), ``lr``, ``images_per_s``, ``seconds`` and,
+        with ``val``, ``val_clean_acc``, ``val_adv_acc`` and ``best``.
 
     Raises:
         ValueError: bad config, data, labels out of ``[0, num_classes)``, a missing or
@@ -683,15 +691,21 @@ def finetune(
         _resume(run, folder, config, num_classes)
     _write_config(folder, config)
 
+    # Counts every step of the run (a resumed run starts at its done steps); the description
+    # names the epoch running, from 1 as metrics.jsonl counts them.
     bar = tqdm(
-        total=steps * (config.epochs - run.epoch),
-        desc=f"finetune {config.method}",
+        total=steps * config.epochs,
+        initial=steps * run.epoch,
+        desc=f"finetune {config.method} epoch {min(run.epoch + 1, config.epochs)}/{config.epochs}",
         unit="step",
         disable=not config.progress,
     )
     with bar:
         while run.epoch < config.epochs:
             epoch = run.epoch
+            bar.set_description(
+                f"finetune {config.method} epoch {epoch + 1}/{config.epochs}", refresh=False
+            )
             model.train()
             if projector is not None:
                 projector.train()
@@ -711,7 +725,7 @@ def finetune(
                 bar.update(1)
                 if (step + 1) % 10 == 0 or step + 1 == steps:  # one host sync per 10 steps
                     _check_finite(stats[: step + 1], epoch, folder)
-                    bar.set_postfix(epoch=epoch + 1, loss=f"{float(stats[step, 0]):.4f}")
+                    bar.set_postfix(loss=f"{float(stats[step, 0]):.4f}")
             seconds = time.perf_counter() - start
             seen = min(steps * batch_size, num_images)
             sums = stats.sum(dim=0).tolist()

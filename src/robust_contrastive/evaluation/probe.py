@@ -1,7 +1,8 @@
 """Linear evaluation of a frozen encoder: the clean probe and robust linear evaluation (r-LE).
 
-A :class:`RobustLinearProbe` is a linear layer l_psi on top of a frozen encoder f_theta, the
-classifier ``l_psi(f_theta(x))`` of Section 3.3 of the paper. Only psi is trained:
+A [`RobustLinearProbe`][robust_contrastive.evaluation.probe.RobustLinearProbe] is a linear layer
+l_psi on top of a frozen encoder f_theta, the classifier ``l_psi(f_theta(x))`` of Section 3.3 of the
+paper. Only psi is trained:
 
 * standard linear evaluation (``adversarial=False``) trains it on clean, optionally augmented,
   images;
@@ -13,7 +14,8 @@ The encoder is never updated: its parameters do not require gradients, it always
 mode (BatchNorm uses and keeps its running statistics) and the probe's ``train()`` leaves it
 there.
 
-:func:`accuracy` measures the clean accuracy of any classifier.
+[`accuracy`][robust_contrastive.evaluation.probe.accuracy] measures the clean accuracy of any
+classifier.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import logging
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -47,6 +50,7 @@ from ..models.pretrained import (
     read_pretrained_config,
 )
 from ..training.trainer import NonFiniteLossError
+from .checks import ProbeNotLearningWarning
 
 __all__ = ["ENCODER_DIR", "ProbeConfig", "RobustLinearProbe", "accuracy"]
 
@@ -61,6 +65,10 @@ SELECTIONS: tuple[str, ...] = ("clean", "robust")  # what fit(val=...) picks the
 # another number of epochs the milestones keep the same fractions of the run.
 STEP_MILESTONES: tuple[float, ...] = (30 / 150, 50 / 150, 100 / 150)
 STEP_GAMMA = 0.1
+# fit's chance-level check: the kept head's clean accuracy on (at most) this many of its own
+# training images must beat the majority-class rate by CHANCE_MARGIN plus two standard errors.
+CHANCE_CHECK_IMAGES = 2000
+CHANCE_MARGIN = 0.02
 
 Attack = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Augmentation = Callable[[torch.Tensor, torch.Generator | None], torch.Tensor]
@@ -68,7 +76,9 @@ Augmentation = Callable[[torch.Tensor, torch.Generator | None], torch.Tensor]
 
 @dataclass(frozen=True)
 class ProbeConfig:
-    """Everything needed to rebuild a :class:`RobustLinearProbe` (stored in ``config.json``).
+    """Everything needed to rebuild a
+    [`RobustLinearProbe`][robust_contrastive.evaluation.probe.RobustLinearProbe] (stored in
+    ``config.json``).
 
     The defaults are the original RoCL linear evaluation (``reference-settings.md``): 150 epochs,
     SGD with momentum 0.9 and weight decay 5e-4, batch 1024, lr 0.1 divided by 10 after epochs
@@ -243,7 +253,7 @@ class RobustLinearProbe(PretrainedMixin):
     probe's ``train()`` never puts it back in training mode, so BatchNorm running statistics are
     never updated. The head is put on the encoder's device and dtype.
 
-    Training (:meth:`fit`):
+    Training ([`fit`][robust_contrastive.evaluation.probe.RobustLinearProbe.fit]):
 
     * optimiser: SGD (momentum, weight decay) on the head's parameters only;
     * schedule (``schedule="step"``, the original's): lr divided by 10 after 20 %, 33 % and 67 %
@@ -440,7 +450,18 @@ class RobustLinearProbe(PretrainedMixin):
         from its current weights instead (e.g. a short r-LE from a clean probe's head, copied
         with ``probe.head.load_state_dict(clean.head.state_dict())``). ``seed`` also drives the
         shuffling, the augmentation and the PGD random starts. Afterwards the probe is in eval
-        mode and :attr:`best_epoch` names the epoch whose head was kept.
+        mode and ``best_epoch`` names the epoch whose head was kept.
+
+        A probe that never learned is flagged: after training, the kept head's clean accuracy on
+        (a seeded subset of at most 2,000 of) its own training images, un-augmented, is compared
+        with chance, the rate of the most frequent class among those images (1/num_classes when
+        balanced, more when not: always predicting that class scores it). If it is not above
+        chance + 0.02 + two standard errors of that rate (``sqrt(p (1 - p) / n)``; 0.133 for
+        2,000 balanced CIFAR-10 images), ``fit`` logs and raises a
+        [`ProbeNotLearningWarning`][robust_contrastive.evaluation.checks.ProbeNotLearningWarning]:
+        the encoder's features carry no usable class information (untrained or collapsed), or
+        ``lr`` / ``epochs`` are wrong. Clean images are used for r-LE too, whose training
+        accuracy on adversarial examples may legitimately be near chance.
 
         Args:
             data: an ImageDataset (uint8 images and labels), or images (N, 3, H, W) float in
@@ -524,14 +545,15 @@ class RobustLinearProbe(PretrainedMixin):
         best_state: dict[str, torch.Tensor] | None = None
         history: list[dict[str, Any]] = []
         self.best_epoch = None
+        # Counts finished epochs: "3/50" once epoch 3 (metrics' numbering, from 1) is done.
         bar = tqdm(
-            range(cfg.epochs),
+            total=cfg.epochs,
             desc="r-LE" if cfg.adversarial else "linear eval",
             unit="epoch",
             disable=None if progress else True,
         )
         try:
-            for epoch in bar:
+            for epoch in range(cfg.epochs):
                 start_time = time.perf_counter()
                 lr = self.learning_rate(epoch)
                 for group in optimizer.param_groups:
@@ -584,10 +606,15 @@ class RobustLinearProbe(PretrainedMixin):
                 record["seconds"] = time.perf_counter() - start_time
                 history.append(record)
                 logger.info(json.dumps(record))
-                postfix = {"loss": f"{mean_loss:.4f}", "acc": f"{record['train_accuracy']:.3f}"}
+                postfix = {
+                    "epoch": str(epoch + 1),
+                    "loss": f"{mean_loss:.4f}",
+                    "acc": f"{record['train_accuracy']:.3f}",
+                }
                 if "val_accuracy" in record:
                     postfix["val"] = f"{record['val_accuracy']:.3f}"
-                bar.set_postfix(postfix)
+                bar.set_postfix(postfix, refresh=False)
+                bar.update(1)
         finally:
             bar.close()
             self.eval()
@@ -601,7 +628,45 @@ class RobustLinearProbe(PretrainedMixin):
             )
         else:
             self.best_epoch = cfg.epochs
+        self._warn_if_chance(images, targets, features, seed)
         return history
+
+    def _warn_if_chance(
+        self,
+        images: torch.Tensor,
+        targets: torch.Tensor,
+        features: torch.Tensor | None,
+        seed: int,
+    ) -> None:
+        """Warn when the kept head is at chance on its own (clean) training images (see fit)."""
+        n = targets.shape[0]
+        pick = torch.arange(n)
+        if n > CHANCE_CHECK_IMAGES:
+            generator = torch.Generator().manual_seed(seed)
+            pick = torch.randperm(n, generator=generator)[:CHANCE_CHECK_IMAGES].sort().values
+        with torch.no_grad():
+            if features is not None:
+                chosen = features[pick.to(features.device)]
+            else:
+                chosen = self.encode(images[pick.to(images.device)], progress=False)
+            labels = targets[pick.to(targets.device)]
+            accuracy = self._feature_accuracy(chosen, labels)
+        counts = torch.bincount(labels.cpu(), minlength=self.config.num_classes)
+        chance = float(counts.max()) / len(labels)
+        threshold = chance + CHANCE_MARGIN + 2 * math.sqrt(chance * (1 - chance) / len(labels))
+        if accuracy <= threshold:
+            message = (
+                f"the linear probe is at chance: its head (epoch {self.best_epoch}) classifies "
+                f"{100 * accuracy:.1f} % of {len(labels)} of its own clean training images "
+                f"correctly, not above {100 * threshold:.1f} % (chance {100 * chance:.1f} %, the "
+                "rate of the most frequent class, plus a margin). Either the encoder's features "
+                "carry no usable class information (an untrained or collapsed encoder: try a "
+                "trained one, e.g. RoCLEncoder.from_pretrained('rocl-resnet18-w16-cifar10-cpu')) "
+                "or lr / epochs are too small for this data; as it stands, this probe's "
+                "accuracies mean nothing."
+            )
+            logger.warning(message)
+            warnings.warn(message, ProbeNotLearningWarning, stacklevel=3)
 
     def _reset_head(self, seed: int) -> None:
         """Re-initialise the head from ``seed``: weight N(0, 0.01^2), bias 0."""
@@ -734,7 +799,9 @@ class RobustLinearProbe(PretrainedMixin):
         local_files_only: bool = False,
         token: str | bool | None = None,
     ) -> RobustLinearProbe:
-        """Rebuild a probe saved by :meth:`save_pretrained`: encoder and head, loaded strictly.
+        """Rebuild a probe saved by
+        [`save_pretrained`][robust_contrastive.models.PretrainedMixin.save_pretrained]: encoder and
+        head, loaded strictly.
 
         The probe is returned in eval mode, with its encoder frozen.
 

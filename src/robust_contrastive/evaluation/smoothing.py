@@ -7,8 +7,8 @@ applying the linear layer l to the mean.
 Warning:
     Its inference is randomised: every forward pass draws new transformations. Plain PGD
     against it follows the gradient of one random draw and overestimates its robustness.
-    Attack it with Expectation over Transformation, :class:`robust_contrastive.attacks.EOTPGD`,
-    and with AutoAttack ``version="rand"`` (:func:`robust_contrastive.attacks.autoattack`),
+    Attack it with Expectation over Transformation, [`EOTPGD`][robust_contrastive.attacks.EOTPGD],
+    and with AutoAttack ``version="rand"`` ([`autoattack`][robust_contrastive.attacks.autoattack]),
     never with plain PGD alone.
 """
 
@@ -64,7 +64,7 @@ class TransformationSmoothedClassifier(nn.Module):
 
     Warning:
         Inference is randomised (new transformations at every call). Evaluate its robustness
-        with EOT, :class:`robust_contrastive.attacks.EOTPGD`, and AutoAttack
+        with EOT, [`EOTPGD`][robust_contrastive.attacks.EOTPGD], and AutoAttack
         ``version="rand"``; plain PGD alone overestimates it.
 
     The classifier is inference-only: ``train()`` keeps the encoder and the head in eval mode,
@@ -73,23 +73,24 @@ class TransformationSmoothedClassifier(nn.Module):
 
     Like every model of the library, its forward checks the images' shape and dtype but not
     their values (that would cost a host synchronisation per attack step): the entry points
-    that take images (attacks, :func:`~robust_contrastive.evaluation.probe.accuracy`,
-    :func:`~robust_contrastive.evaluate_robustness`) refuse NaN, inf and values outside [0, 1].
+    that take images (attacks, [`accuracy`][robust_contrastive.evaluation.probe.accuracy],
+    [`evaluate_robustness`][robust_contrastive.evaluation.suite.evaluate_robustness]) refuse NaN,
+    inf and values outside [0, 1].
 
     Args:
         encoder: f, (B, 3, H, W) float in [0, 1] -> (B, F) features.
         head: l, (B, F) -> (B, num_classes) logits (a probe's linear layer).
         n_samples: transformations per image (the more, the smoother; see
-            :func:`accuracy_vs_samples`).
+            [`accuracy_vs_samples`][robust_contrastive.evaluation.smoothing.accuracy_vs_samples]).
         transform: batched random transformation with per-image parameters, (N, 3, H, W) float
             in [0, 1] -> (N, 3, H', W') float in [0, 1]. Called ``transform(images, generator)``
             when its signature has a parameter named ``generator`` or two named positional
-            parameters (like :class:`~robust_contrastive.SimCLRAugmentation` or
-            ``lambda x, g: ...``); otherwise called ``transform(images)``, and then its
-            randomness is its own (``generator`` does not control it). Beware of transforms
-            that draw one set of parameters for the whole batch (torchvision's): every copy
-            would then get the same transformation. Default ``SimCLRAugmentation(size=None)``,
-            RoCL's training augmentation at the input size.
+            parameters (like [`SimCLRAugmentation`][robust_contrastive.augment.SimCLRAugmentation]
+            or ``lambda x, g: ...``); otherwise called ``transform(images)``, and then its
+            randomness is its own (``generator`` does not control it). Beware of transforms that
+            draw one set of parameters for the whole batch (torchvision's): every copy would then
+            get the same transformation. Default ``SimCLRAugmentation(size=None)``, RoCL's training
+            augmentation at the input size.
         generator: source of the transformations' randomness, on the images' device. Two
             classifiers with equally seeded generators give identical logits; each call
             advances it. ``None``: the global random state.
@@ -135,7 +136,8 @@ class TransformationSmoothedClassifier(nn.Module):
     def from_probe(
         cls, probe: RobustLinearProbe, **kwargs: Any
     ) -> TransformationSmoothedClassifier:
-        """Smooth a trained :class:`~robust_contrastive.evaluation.probe.RobustLinearProbe`.
+        """Smooth a trained
+        [`RobustLinearProbe`][robust_contrastive.evaluation.probe.RobustLinearProbe].
 
         Shares the probe's encoder and head. ``kwargs`` go to the constructor (``n_samples``,
         ``transform``, ``generator``).
@@ -227,7 +229,9 @@ def accuracy_vs_samples(
         labels: (N,) integer labels (omit with an ImageDataset).
         sample_counts: the values of ``n_samples`` to evaluate (positive integers).
         seed: seed of the transformations.
-        transform: as in :class:`TransformationSmoothedClassifier` (default SimCLR).
+        transform: as in
+            [`TransformationSmoothedClassifier`][robust_contrastive.evaluation.smoothing.TransformationSmoothedClassifier]
+            (default SimCLR).
         batch_size: images per forward pass (each pass encodes ``n * batch_size`` images).
         progress: show a progress bar over the counts.
 

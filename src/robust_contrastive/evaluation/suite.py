@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from ..attacks import EOTPGD, PGD, autoattack
 from ..attacks._steps import check_budget, check_images, check_number
 from ..attacks.classwise import _check_classes
 from ..data import ImageDataset
+from .checks import UnreliableEvaluationWarning, class_counts, evaluation_set_warnings
 from .probe import _check_labels, _check_positive_int, _model_device
 
 logger = logging.getLogger(__name__)
@@ -86,7 +88,8 @@ class ThreatResult:
 
 @dataclass
 class RobustnessReport:
-    """What :func:`evaluate_robustness` returns; ``to_json`` / ``to_markdown`` for sharing."""
+    """What [`evaluate_robustness`][robust_contrastive.evaluation.suite.evaluate_robustness]
+    returns; ``to_json`` / ``to_markdown`` for sharing."""
 
     clean_accuracy: float
     n_images: int
@@ -95,6 +98,8 @@ class RobustnessReport:
     results: list[ThreatResult] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
+    # images per class of the evaluated set (index = label): model cards refuse a single class
+    class_counts: list[int] = field(default_factory=list)
 
     def accuracy(self, name: str) -> float:
         """The accuracy under the threat called ``name`` (``"clean"`` for clean accuracy)."""
@@ -178,20 +183,30 @@ def evaluate_robustness(
         model: a classifier, (B, 3, H, W) float in [0, 1] -> (B, num_classes) logits. A model
             with random inference (detected automatically) is attacked with EOT-PGD
             (``eot_samples`` gradient samples per step) and AutoAttack ``version="rand"``.
-        data: an :class:`~robust_contrastive.data.ImageDataset` (uint8) or (images, labels)
+        data: an [`ImageDataset`][robust_contrastive.ImageDataset] (uint8) or (images, labels)
             with images float in [0, 1]. Use held-out data the model never trained or selected on.
-        threats: names from :data:`THREATS` (default: all of them) or :class:`Threat` objects.
-            AutoAttack threats are skipped, with a warning, when torchattacks is not installed.
+        threats: names from [`THREATS`][robust_contrastive.evaluation.suite.THREATS] (default: all
+            of them) or [`Threat`][robust_contrastive.evaluation.suite.Threat] objects. AutoAttack
+            threats are skipped, with a warning, when torchattacks is not installed.
         n_images: evaluate a random subset of ``n_images`` drawn with ``seed`` (default: all).
         batch_size: images per attack batch.
         seed: seeds every attack's random start; the same seed gives the same report.
         eot_samples: EOT samples per step for randomised models.
         num_classes: for AutoAttack (default: inferred from the model's output).
-        sanity_checks: run the gradient-masking checks of :mod:`.checks` and add warnings.
+        sanity_checks: run the gradient-masking checks
+            ([`sanity_warnings`][robust_contrastive.evaluation.checks.sanity_warnings]) and add
+            warnings.
         progress: show a progress bar.
 
+    The evaluation images themselves are always checked first, before any attack runs
+    ([`evaluation_set_warnings`][robust_contrastive.evaluation.checks.evaluation_set_warnings]):
+    a single class, fewer than 100 images, missing classes or a class with fewer than 10
+    images give a warning in ``report.warnings``, in the log and as an
+    [`UnreliableEvaluationWarning`][robust_contrastive.evaluation.checks.UnreliableEvaluationWarning];
+    the class counts are kept in ``report.class_counts``.
+
     Returns:
-        A :class:`RobustnessReport`.
+        A [`RobustnessReport`][robust_contrastive.evaluation.suite.RobustnessReport].
 
     Raises:
         TypeError / ValueError: ``data`` is not an ImageDataset or an (images, labels) pair,
@@ -242,7 +257,14 @@ def evaluate_robustness(
         )
     num_classes = outputs
 
-    report = RobustnessReport(clean_accuracy=0.0, n_images=n, seed=seed, randomized=randomized)
+    counts = class_counts(labels, num_classes)
+    report = RobustnessReport(
+        clean_accuracy=0.0, n_images=n, seed=seed, randomized=randomized, class_counts=counts
+    )
+    for message in evaluation_set_warnings(counts, num_classes):
+        logger.warning(message)
+        warnings.warn(message, UnreliableEvaluationWarning, stacklevel=2)
+        report.warnings.append(message)
     if randomized:
         report.warnings.append(
             "the model's outputs are random: attacks use EOT-PGD "

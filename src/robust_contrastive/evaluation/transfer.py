@@ -26,10 +26,10 @@ def transfer_accuracy(
     Args:
         target: the classifier under test, images in [0, 1] -> logits.
         data: held-out images and labels (ImageDataset, or (images float in [0, 1], labels)).
-        attack: a class-wise :class:`~robust_contrastive.attacks.PGD` built on the *source*
+        attack: a class-wise [`PGD`][robust_contrastive.attacks.PGD] built on the *source*
             classifier ("PGD" columns of Table 2), or an
-            :class:`~robust_contrastive.InstanceWiseAttack` on a source encoder and projector
-            ("inst." columns: label-free, the clean image is its own positive).
+            [`InstanceWiseAttack`][robust_contrastive.InstanceWiseAttack] on a source encoder and
+            projector ("inst." columns: label-free, the clean image is its own positive).
         n_images: use the first ``n_images``.
         seed: seeds the attack's random start.
 

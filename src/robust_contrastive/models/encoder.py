@@ -1,4 +1,4 @@
-"""CIFAR ResNets and :class:`RoCLEncoder`, the encoder f_theta of RoCL.
+"""CIFAR ResNets and [`RoCLEncoder`][robust_contrastive.RoCLEncoder], the encoder f_theta of RoCL.
 
 The CIFAR variant of ResNet (He et al. 2016) used by RoCL: a 3x3 stride-1 stem convolution, no
 max-pool, four stages of residual blocks and global average pooling. ``width`` scales every stage
@@ -79,7 +79,8 @@ class Bottleneck(nn.Module):
 
 @dataclass(frozen=True)
 class EncoderConfig:
-    """Everything needed to rebuild a :class:`RoCLEncoder` (stored in ``config.json``)."""
+    """Everything needed to rebuild a [`RoCLEncoder`][robust_contrastive.RoCLEncoder] (stored in
+    ``config.json``)."""
 
     arch: str = "resnet18"  # CIFAR ResNet depth: resnet18 (the paper's), resnet34, resnet50
     width: int = 64  # channels of the first stage; 64 = the paper's network, 16 trains on a CPU

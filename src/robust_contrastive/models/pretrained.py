@@ -66,8 +66,8 @@ class PretrainedMixin(nn.Module):
 
         Files are written to a temporary name and renamed, so an interrupted save never leaves a
         half-written file under the final name. The card is generated from the folder's files
-        (see :mod:`robust_contrastive.model_card`): pass ``training`` and ``evaluation`` to
-        record them there first.
+        (see [`write_model_card`][robust_contrastive.model_card.write_model_card]): pass
+        ``training`` and ``evaluation`` to record them there first.
 
         Args:
             directory: the folder (created if needed).
@@ -118,7 +118,9 @@ class PretrainedMixin(nn.Module):
         split: str = "held-out split",
         license: str = "mit",
     ) -> str:
-        """Save the model (the same files as :meth:`save_pretrained`) and upload them to the Hub.
+        """Save the model (the same files as
+        [`save_pretrained`][robust_contrastive.models.PretrainedMixin.save_pretrained]) and upload
+        them to the Hub.
 
         To publish a trained run folder with everything already recorded in it (training
         config, metrics, attached evaluations), use ``robust-contrastive push FOLDER REPO_ID``.

@@ -61,8 +61,8 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> Path
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Load a checkpoint written by :func:`save_checkpoint` with ``weights_only=True`` (no code
-    execution), checking its format version."""
+    """Load a checkpoint written by [`save_checkpoint`][robust_contrastive.training.save_checkpoint]
+    with ``weights_only=True`` (no code execution), checking its format version."""
     try:
         state = torch.load(Path(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:

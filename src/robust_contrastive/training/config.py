@@ -7,15 +7,16 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
-from ..attacks import ATTACK_LOSSES
-from ..attacks._steps import NORMS, check_budget
-from ..models.encoder import _ARCHS
-
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
-REGULARIZER_FORWARDS: tuple[str, ...] = ("separate", "shared")
-ATTACK_SOURCES: tuple[str, ...] = ("augmented", "original")
+# Torch-free at import (the command line reads the defaults below for its --help): torch and the
+# attacks are imported where a config is validated.
+from .._names import (
+    ARCHS,
+    ATTACK_LOSSES,
+    ATTACK_SOURCES,
+    NORMS,
+    PRECISIONS,
+    REGULARIZER_FORWARDS,
+)
 
 
 def check_device(device: object) -> None:
@@ -26,6 +27,8 @@ def check_device(device: object) -> None:
             f"got {device!r}."
         )
     if device != "auto":
+        import torch
+
         try:
             torch.device(device)
         except (RuntimeError, TypeError) as err:
@@ -98,8 +101,10 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the field and the fix when a setting is invalid."""
-        if self.arch not in _ARCHS:
-            raise ValueError(f"unknown arch {self.arch!r}; choose one of {sorted(_ARCHS)}.")
+        from ..attacks._steps import check_budget
+
+        if self.arch not in ARCHS:
+            raise ValueError(f"unknown arch {self.arch!r}; choose one of {sorted(ARCHS)}.")
         positive_ints = ("width", "projection_hidden_dim", "projection_dim", "epochs", "batch_size")
         for name in (*positive_ints, "checkpoint_every", "image_size"):
             value = getattr(self, name)

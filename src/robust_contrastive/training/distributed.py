@@ -1,11 +1,13 @@
 """Multi-process (multi-GPU, multi-node) training on ``torch.distributed``.
 
 A run launched by ``torchrun`` gets ``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``, ``MASTER_ADDR`` and
-``MASTER_PORT`` in its environment. :func:`setup_from_env` reads them and initialises the default
-process group (NCCL on CUDA machines, gloo otherwise); :class:`~robust_contrastive.RoCLTrainer`
-then notices the initialised group and trains with ``DistributedDataParallel``: every process
-takes its shard of each epoch's permutation (:func:`shard_indices`), the contrastive negatives
-are gathered from every process with gradients, and rank 0 alone writes files and logs.
+``MASTER_PORT`` in its environment.
+[`setup_from_env`][robust_contrastive.training.distributed.setup_from_env] reads them and
+initialises the default process group (NCCL on CUDA machines, gloo otherwise);
+[`RoCLTrainer`][robust_contrastive.RoCLTrainer] then notices the initialised group and trains with
+``DistributedDataParallel``: every process takes its shard of each epoch's permutation
+([`shard_indices`][robust_contrastive.training.distributed.shard_indices]), the contrastive
+negatives are gathered from every process with gradients, and rank 0 alone writes files and logs.
 
 Without ``torchrun`` (or with ``WORLD_SIZE=1``) every helper here describes a single process:
 ``rank() == 0``, ``world_size() == 1``, and the collectives return their input.
@@ -92,7 +94,8 @@ def setup_from_env(backend: str | None = None) -> bool:
         backend: ``"nccl"`` or ``"gloo"``; default NCCL when CUDA is available, else gloo.
 
     Returns:
-        True when this call created the process group: pass it to :func:`teardown`.
+        True when this call created the process group: pass it to
+        [`teardown`][robust_contrastive.training.distributed.teardown].
 
     Raises:
         ValueError: ``WORLD_SIZE > 1`` but torchrun's other variables are missing.
@@ -128,15 +131,20 @@ def setup_from_env(backend: str | None = None) -> bool:
 
 
 def teardown(created: bool) -> None:
-    """Destroy the default process group if ``created`` (the result of :func:`setup_from_env`)."""
+    """Destroy the default process group if ``created`` (the result of
+    [`setup_from_env`][robust_contrastive.training.distributed.setup_from_env]).
+    """
     if created and dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 
 
 @contextmanager
 def process_group_from_env(backend: str | None = None) -> Iterator[bool]:
-    """``with process_group_from_env(): ...``: :func:`setup_from_env` on entry and, if it created
-    the group, destroy it on exit (also after an exception). Yields whether it was created."""
+    """``with process_group_from_env(): ...``:
+    [`setup_from_env`][robust_contrastive.training.distributed.setup_from_env] on entry and, if it
+    created the group, destroy it on exit (also after an exception). Yields whether it was
+    created.
+    """
     created = setup_from_env(backend)
     try:
         yield created

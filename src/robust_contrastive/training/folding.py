@@ -5,8 +5,9 @@ per-channel affine map ``y = (x - mean) / sqrt(var + eps) * gamma + beta``. Fold
 convolution before it (``W' = W * s``, ``b' = beta - mean * s`` with ``s = gamma / sqrt(var +
 eps)``), the network computes the same function (up to float rounding) with no BatchNorm kernels
 in the forward pass nor in the input-gradient backward pass, which is where the attack spends its
-time. :class:`FoldedEncoder` keeps such a copy and refreshes it from the live weights in place
-(one cheap pass over the parameters), so it can be rebuilt at every training step.
+time. [`FoldedEncoder`][robust_contrastive.training.folding.FoldedEncoder] keeps such a copy and
+refreshes it from the live weights in place (one cheap pass over the parameters), so it can be
+rebuilt at every training step.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class FoldedEncoder:
     """An eval-mode copy of an encoder with every BatchNorm folded into its convolution.
 
     Args:
-        source: the encoder (e.g. a :class:`~robust_contrastive.models.RoCLEncoder`); it is
+        source: the encoder (e.g. a [`RoCLEncoder`][robust_contrastive.RoCLEncoder]); it is
             not modified. Its BatchNorms must track running statistics.
 
     Attributes:
@@ -52,8 +53,8 @@ class FoldedEncoder:
             parameters do not require gradients (an attack differentiates w.r.t. the input
             only), and they live on the source's device in the source's memory format.
 
-    Call :meth:`refresh` after every change of the source's weights (each optimiser step)
-    before using :attr:`module`.
+    Call [`refresh`][robust_contrastive.training.folding.FoldedEncoder.refresh] after every change
+    of the source's weights (each optimiser step) before using ``module``.
 
     Raises:
         ValueError: a BatchNorm of ``source`` does not directly follow a convolution, or does

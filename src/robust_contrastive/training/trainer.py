@@ -46,7 +46,7 @@ class NonFiniteLossError(FloatingPointError):
 
 @dataclass
 class TrainResult:
-    """What :meth:`RoCLTrainer.fit` returns."""
+    """What [`RoCLTrainer.fit`][robust_contrastive.RoCLTrainer.fit] returns."""
 
     encoder: RoCLEncoder  # the trained encoder, in eval mode
     projector: ProjectionHead  # the trained projector, in eval mode
@@ -103,8 +103,8 @@ class RoCLTrainer:
 
     Distributed training: construct and ``fit`` the trainer on every process of an initialised
     ``torch.distributed`` process group of N > 1 processes (``torchrun`` +
-    :func:`~robust_contrastive.training.distributed.setup_from_env`; the CLI does both). The
-    encoder and projector are wrapped in ``DistributedDataParallel``, each process trains on its
+    [`setup_from_env`][robust_contrastive.training.distributed.setup_from_env]; the CLI does both).
+    The encoder and projector are wrapped in ``DistributedDataParallel``, each process trains on its
     shard of every epoch, ``batch_size`` is per process (N * batch_size images per step), the
     negatives are gathered from every process, and rank 0 alone writes files and logs.
 
@@ -247,7 +247,7 @@ class RoCLTrainer:
         return z.float()
 
     def _step_attack(self) -> InstanceWiseAttack:
-        """The attack of this step: :attr:`attack`, or the same attack on the encoder with its
+        """The attack of this step: ``self.attack``, or the same attack on the encoder with its
         BatchNorms folded (``attack_fold_batchnorm``, refreshed here from the current weights)
         and/or compiled (``compile``). Built at the first call."""
         cfg = self.config
@@ -336,7 +336,7 @@ class RoCLTrainer:
         """Train for ``config.epochs`` epochs (or what remains of them, with ``resume=True``).
 
         Args:
-            data: an :class:`~robust_contrastive.data.ImageDataset`, or images (N, 3, H, W)
+            data: an [`ImageDataset`][robust_contrastive.ImageDataset], or images (N, 3, H, W)
                 uint8 or float in [0, 1]. Labels, if any, are ignored.
             resume: continue from ``out_dir/checkpoints/last.pt`` if it exists. The result is
                 the same as an uninterrupted run with the same config and seed (and, in a
@@ -371,15 +371,20 @@ class RoCLTrainer:
                     "shared filesystem)."
                 )
         self._write_config()
+        name = "RoCL" if cfg.adversarial else "SimCLR"
+        # Counts every step of the run (a resumed run starts at its done steps); the description
+        # names the epoch running, from 1 as metrics.jsonl counts them.
         bar = tqdm(
-            total=steps * (cfg.epochs - self.epoch),
-            desc="RoCL" if cfg.adversarial else "SimCLR",
+            total=steps * cfg.epochs,
+            initial=steps * self.epoch,
+            desc=f"{name} epoch {min(self.epoch + 1, cfg.epochs)}/{cfg.epochs}",
             unit="step",
             disable=not cfg.progress or not self.is_main_process,
         )
         with bar:
             while self.epoch < cfg.epochs:
                 epoch = self.epoch
+                bar.set_description(f"{name} epoch {epoch + 1}/{cfg.epochs}", refresh=False)
                 self.encoder.train()
                 self.projector.train()
                 # The same permutation on every process; each takes its shard of it.
@@ -413,7 +418,7 @@ class RoCLTrainer:
                         # Mean over processes: every process sees the same verdict.
                         seen = distributed.all_reduce_mean(parts[: step + 1])
                         self._check_finite(seen, epoch)
-                        bar.set_postfix(epoch=epoch, loss=f"{float(seen[step, 0]):.4f}")
+                        bar.set_postfix(loss=f"{float(seen[step, 0]):.4f}")
                 seconds = time.perf_counter() - start
                 parts = distributed.all_reduce_mean(parts)  # the loss of the union of the batches
                 # Rank 0's BatchNorm statistics everywhere, as a resumed run starts (exact resume).
@@ -522,7 +527,8 @@ class RoCLTrainer:
         return state
 
     def save_checkpoint(self) -> Path:
-        """Atomically write :meth:`state_dict` to :attr:`checkpoint_path`.
+        """Atomically write [`state_dict`][robust_contrastive.RoCLTrainer.state_dict] to
+        [`checkpoint_path`][robust_contrastive.RoCLTrainer.checkpoint_path].
 
         In a distributed run, call it on every process: rank 0 writes, the others wait.
         """

@@ -1,0 +1,26 @@
+"""The fixed sets of names that settings take, in a module that imports nothing heavy.
+
+The command line builds its ``--help`` (allowed values of every choice option) from these
+without importing torch; the modules that implement them import them from here.
+"""
+
+from __future__ import annotations
+
+NORMS: tuple[str, ...] = ("linf", "l2", "l1")  # threat models of the attacks
+ATTACK_LOSSES: tuple[str, ...] = ("contrastive", "mse", "cosine", "l1")  # instance-wise attack
+ARCHS: tuple[str, ...] = ("resnet18", "resnet34", "resnet50")  # RoCLEncoder architectures
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16")  # TrainConfig.precision
+REGULARIZER_FORWARDS: tuple[str, ...] = ("separate", "shared")  # TrainConfig.regularizer_forward
+ATTACK_SOURCES: tuple[str, ...] = ("augmented", "original")  # TrainConfig.attack_source
+# The threats of evaluate_robustness, in the order of evaluation.suite.THREATS (a test checks it).
+THREAT_NAMES: tuple[str, ...] = (
+    "linf-8/255",
+    "linf-16/255",
+    "linf-8/255-legacy",
+    "linf-16/255-legacy",
+    "l2-0.25",
+    "l2-0.5",
+    "l1-7.84",
+    "l1-12",
+    "autoattack-linf-8/255",
+)
