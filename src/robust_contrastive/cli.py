@@ -172,8 +172,9 @@ def _add_data_arguments(
         required=required,
         default=None if required else "sample",
         help="an ImageFolder path, 'cifar10' / 'cifar100' (with --data-root), 'sample' (the "
-        "bundled 5,000-image CIFAR-10 sample) or 'sample-held-out' (bundled CIFAR-10 images "
-        "that the bundled pretrained models never saw)",
+        "bundled 5,000-image CIFAR-10 sample) or 'sample-held-out' (2,000 bundled CIFAR-10 "
+        "images that the bundled pretrained models never saw; 189 of them are also in "
+        "'sample')",
     )
     group.add_argument("--data-root", default=None, help="root folder of cifar10 / cifar100")
     group.add_argument("--download", action="store_true", help="download cifar10 / cifar100")
@@ -864,7 +865,8 @@ examples instead (robust linear evaluation, r-LE, eq. 7). OUT receives the probe
         """Runs the threats of the paper's Table 1 (all by default; AutoAttack needs
 torchattacks) with sanity checks, prints a markdown table and writes the report as JSON
 (OUT) with a .md beside it. Evaluate on images the model never saw: --split with the
-training run's split.json, --test-split, or --data sample-held-out.""",
+training run's split.json, --test-split, or, for the bundled models, --data
+sample-held-out (a model trained on --data sample has seen 189 of its images).""",
         """  robust-contrastive evaluate --model runs/rocl/probe --data sample \\
       --split runs/rocl/split.json --threats linf-8/255 l2-0.5 --out report.json
   robust-contrastive evaluate --model runs/rocl/probe --data cifar10 --data-root data \\
