@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..modes import eval_mode
 from ._steps import (
     ascent_step,
     check_budget,
@@ -52,13 +53,8 @@ def _check_classes(model: nn.Module, images: torch.Tensor, labels: torch.Tensor)
     so that a label the model cannot predict is reported here rather than deep inside
     ``cross_entropy`` (or never, when the attack makes no step).
     """
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            logits = model(images[:1])
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.no_grad():
+        logits = model(images[:1])
     if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[0] != 1:
         shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
         raise ValueError(
@@ -156,9 +152,7 @@ class PGD:
         """The attack without input validation (no host synchronisation), for trusted callers."""
         if self.eps == 0 or (self.steps == 0 and not self.random_start):
             return images.detach().clone()
-        was_training = self.model.training
-        self.model.eval()
-        try:
+        with eval_mode(self.model):
             images = images.detach()
             x_adv = (
                 random_start(images, self.eps, self.norm, generator)
@@ -182,8 +176,6 @@ class PGD:
                         ascent_step(x_adv, grad, self.alpha, self.norm), images, self.eps, self.norm
                     )
             return torch.where(fooled.view(view), best, x_adv).detach()
-        finally:
-            self.model.train(was_training)
 
 
 class EOTPGD(PGD):
@@ -292,9 +284,7 @@ def autoattack(
             " pip install --no-deps torchattacks scipy)"
         ) from err
     labels = labels.long()
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         attack = torchattacks.AutoAttack(
             model,
             norm="Linf" if norm == "linf" else "L2",
@@ -306,5 +296,3 @@ def autoattack(
         # torchattacks' FAB fails on channels_last memory: give it contiguous images.
         adversarial: torch.Tensor = attack(images.contiguous(), labels)
         return adversarial.detach()
-    finally:
-        model.train(was_training)

@@ -8,6 +8,7 @@ from torch import nn
 
 from .._names import ATTACK_LOSSES as ATTACK_LOSSES
 from ..losses import nt_xent_loss
+from ..modes import eval_mode
 from ._steps import (
     ascent_step,
     check_budget,
@@ -142,10 +143,7 @@ class InstanceWiseAttack:
         such as the trainer's hot loop. Same contract as ``__call__``."""
         if self.eps == 0 or (self.steps == 0 and not self.random_start):
             return images.detach().clone()
-        modes = (self.encoder.training, self.projector.training)
-        self.encoder.eval()
-        self.projector.eval()
-        try:
+        with eval_mode(self.encoder, self.projector):
             images = images.detach()
             with torch.no_grad():
                 z_positives = self.embed(positives.detach())  # (B, D), fixed for every step
@@ -162,6 +160,3 @@ class InstanceWiseAttack:
                     x_adv = ascent_step(x_adv.detach(), grad, self.alpha, self.norm)
                     x_adv = project(x_adv, images, self.eps, self.norm)
             return x_adv.detach()
-        finally:
-            self.encoder.train(modes[0])
-            self.projector.train(modes[1])

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..attacks import EOTPGD, PGD
+from ..modes import eval_mode
 
 if TYPE_CHECKING:
     from .suite import RobustnessReport
@@ -131,16 +132,12 @@ def zero_gradient_fraction(model: nn.Module, images: torch.Tensor, labels: torch
     A non-zero fraction is a classic sign of gradient masking (saturated softmax, quantisation,
     non-differentiable pre-processing): gradient attacks then learn nothing on those images.
     """
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         x = images.detach().requires_grad_(True)
         with torch.enable_grad():
             loss = F.cross_entropy(model(x), labels, reduction="sum")
             (grad,) = torch.autograd.grad(loss, x)
         return float((grad.flatten(1).abs().amax(dim=1) == 0).float().mean())
-    finally:
-        model.train(was_training)
 
 
 def sanity_warnings(

@@ -57,6 +57,7 @@ from ..models.pretrained import (
     load_state_dict_strict,
     read_pretrained_config,
 )
+from ..modes import eval_mode
 from ..training.checkpoint import LAST_CHECKPOINT, load_checkpoint, save_checkpoint
 from ..training.config import check_device
 from ..training.trainer import NonFiniteLossError, resolve_device
@@ -307,9 +308,7 @@ class TradesAttack:
         such as the fine-tuning loop. Same contract as ``__call__``."""
         if self.eps == 0:
             return images.detach().clone()
-        was_training = self.model.training
-        self.model.eval()
-        try:
+        with eval_mode(self.model):
             images = images.detach()
             with torch.no_grad():
                 p_clean = F.softmax(self.model(images), dim=1)  # (B, K), fixed for every step
@@ -326,8 +325,6 @@ class TradesAttack:
                     x_adv = ascent_step(x_adv.detach(), grad, self.alpha, self.norm)
                     x_adv = project(x_adv, images, self.eps, self.norm)
             return x_adv.detach()
-        finally:
-            self.model.train(was_training)
 
 
 # ------------------------------------------------------------------------- augmentation
@@ -540,13 +537,9 @@ class _Objective:
             x = random_crop_flip(batch, cfg.crop_padding, generator)  # (B, 3, H, W) in [0, 1]
         else:
             x = batch.float() / 255.0
-        was_training = model.training
-        model.eval()  # clean accuracy as at inference: eval mode, BatchNorm statistics untouched
-        try:
-            with torch.no_grad():
-                clean_logits = model(x)  # (B, K)
-        finally:
-            model.train(was_training)
+        # clean accuracy as at inference: eval mode, BatchNorm statistics untouched
+        with eval_mode(model), torch.no_grad():
+            clean_logits = model(x)  # (B, K)
         if cfg.method == "trades":
             x_adv = self.trades.perturb(x, generator)
             logits = model(x)  # (B, K), separate forwards as in TRADES' code (BatchNorm)
@@ -886,18 +879,14 @@ def _evaluate(
     (a generator seeded by ``seed``) so that epochs are compared on the same attack."""
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed + 2)
-    was_training = model.training
-    model.eval()
     clean = adversarial = torch.zeros((), device=device)
-    try:
+    with eval_mode(model):
         for start in range(0, len(data), batch_size):
             x = data.images[start : start + batch_size].to(device).float() / 255.0
             y = data.labels[start : start + batch_size].to(device)
             clean = clean + (model(x).argmax(dim=1) == y).sum()
             x_adv = attack.perturb(x, y, generator)
             adversarial = adversarial + (model(x_adv).argmax(dim=1) == y).sum()
-    finally:
-        model.train(was_training)
     return float(clean) / len(data), float(adversarial) / len(data)
 
 

@@ -49,6 +49,7 @@ from ..models.pretrained import (
     load_state_dict_strict,
     read_pretrained_config,
 )
+from ..modes import eval_mode
 from ..training.trainer import NonFiniteLossError
 from .checks import ProbeNotLearningWarning
 
@@ -218,10 +219,8 @@ def accuracy(
     data, targets = _as_images_and_labels(images, labels, None, "images")
     high = int(targets.max())  # checked against the model's outputs at the first batch
     device = _model_device(model, data.device)
-    was_training = model.training
-    model.eval()
     correct = torch.zeros((), dtype=torch.int64, device=device)
-    try:
+    with eval_mode(model):
         starts = range(0, data.shape[0], batch_size)
         disable = None if progress else True
         for start in tqdm(starts, desc="accuracy", unit="batch", disable=disable):
@@ -238,8 +237,6 @@ def accuracy(
                 )
             target = targets[start : start + batch_size].to(device)
             correct += (logits.argmax(dim=1) == target).sum()
-    finally:
-        model.train(was_training)
     return int(correct) / data.shape[0]
 
 

@@ -21,10 +21,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .._io import atomic_write_text
 from ..attacks import EOTPGD, PGD, autoattack
 from ..attacks._steps import check_budget, check_images, check_number
 from ..attacks.classwise import _check_classes
 from ..data import ImageDataset
+from ..modes import eval_mode
 from .checks import UnreliableEvaluationWarning, class_counts, evaluation_set_warnings
 from .probe import _check_labels, _check_positive_int, _model_device
 
@@ -119,10 +121,7 @@ class RobustnessReport:
         """Write the report as JSON (atomically) and return the path."""
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        os.replace(tmp, target)
-        return target
+        return atomic_write_text(target, json.dumps(self.to_dict(), indent=2) + "\n")
 
     def to_markdown(self) -> str:
         """A markdown table: one row per threat, clean first."""
@@ -144,13 +143,8 @@ class RobustnessReport:
 
 def is_randomized(model: nn.Module, images: torch.Tensor) -> bool:
     """Whether two eval-mode forward passes on the same images give different logits."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            return not torch.allclose(model(images), model(images))
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.no_grad():
+        return not torch.allclose(model(images), model(images))
 
 
 def _batches(n: int, batch_size: int) -> list[slice]:
@@ -271,9 +265,7 @@ def evaluate_robustness(
             f"({eot_samples} samples per step) and AutoAttack version='rand'."
         )
     batches = _batches(n, batch_size)
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         correct = sum(int(_correct(model, images[b], labels[b])) for b in batches)
         report.clean_accuracy = correct / n
         bar = tqdm(total=len(resolved) * n, desc="evaluate", unit="img", disable=not progress)
@@ -299,8 +291,6 @@ def evaluate_robustness(
                     continue
                 report.results.append(result)
                 logger.info("%s: %.2f %%", threat.name, 100 * result.accuracy)
-    finally:
-        model.train(was_training)
     if sanity_checks:
         from .checks import sanity_warnings  # a cycle-free local import
 

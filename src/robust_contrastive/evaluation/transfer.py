@@ -9,6 +9,7 @@ from tqdm.auto import tqdm
 from ..attacks import PGD, InstanceWiseAttack
 from ..attacks._steps import check_images
 from ..data import ImageDataset
+from ..modes import eval_mode
 
 
 def transfer_accuracy(
@@ -48,10 +49,8 @@ def transfer_accuracy(
         raise ValueError("the instance-wise attack needs at least 2 images (its negatives).")
     device = next(target.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
-    was_training = target.training
-    target.eval()
     correct = 0
-    try:
+    with eval_mode(target):
         for start in tqdm(
             range(0, images.shape[0], batch_size), desc="transfer", disable=not progress
         ):
@@ -67,6 +66,4 @@ def transfer_accuracy(
                 adv = attack.perturb(x, y, generator)
             with torch.no_grad():
                 correct += int((target(adv).argmax(dim=1) == y).sum())
-    finally:
-        target.train(was_training)
     return correct / images.shape[0]

@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .._io import atomic_write_text
+from .._io import atomic_path, atomic_write_text
 from ..hub import resolve_model_folder
 
 WEIGHTS_NAME = "model.safetensors"
@@ -88,9 +88,8 @@ class PretrainedMixin(nn.Module):
         out.mkdir(parents=True, exist_ok=True)
         self.save_submodels(out)
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in self.pretrained_state().items()}
-        tmp_weights = out / (WEIGHTS_NAME + ".tmp")
-        save_file(tensors, str(tmp_weights), metadata={"format": "pt"})
-        os.replace(tmp_weights, out / WEIGHTS_NAME)
+        with atomic_path(out / WEIGHTS_NAME) as tmp_weights:
+            save_file(tensors, str(tmp_weights), metadata={"format": "pt"})
         atomic_write_text(
             out / CONFIG_NAME, json.dumps(self.config_dict(), indent=2, sort_keys=True) + "\n"
         )

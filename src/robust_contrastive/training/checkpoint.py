@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import pickle
 import tempfile
@@ -11,7 +10,7 @@ from typing import Any
 
 import torch
 
-logger = logging.getLogger(__name__)
+from .._io import fsync_directory
 
 CHECKPOINT_FORMAT_VERSION = 1
 LAST_CHECKPOINT = "last.pt"
@@ -56,7 +55,7 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> Path
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
-    _fsync_directory(target.parent)
+    fsync_directory(target.parent)
     return target
 
 
@@ -80,16 +79,3 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"format {CHECKPOINT_FORMAT_VERSION}."
         )
     return state
-
-
-def _fsync_directory(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # not supported on this platform (e.g. Windows)
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        logger.debug("could not fsync %s", folder)
-    finally:
-        os.close(fd)
