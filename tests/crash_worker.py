@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from robust_contrastive import RoCLTrainer, TrainConfig
+from robust_contrastive.layout import METRICS_NAME
 from robust_contrastive.models import pretrained
 from robust_contrastive.training import checkpoint, trainer
 
@@ -88,7 +89,7 @@ def main() -> None:
         real_write = trainer.atomic_write_text
 
         def write(path: Path, text: str) -> None:
-            if path.name == trainer.METRICS_FILE and nth_call():
+            if path.name == METRICS_NAME and nth_call():
                 path.with_name(path.name + ".tmp").write_text(text)
                 die()
             real_write(path, text)

@@ -30,6 +30,7 @@ from ._names import (
     REGULARIZER_FORWARDS,
     THREAT_NAMES,
 )
+from .layout import CHECKPOINT_DIR, CONFIG_NAME, LAST_CHECKPOINT, PROJECTOR_DIR, SPLIT_NAME
 from .training.config import TrainConfig
 
 if TYPE_CHECKING:
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("robust_contrastive")
 
-SPLIT_FILE = "split.json"
 
 # Help for every TrainConfig field exposed as --field-name.
 _HELP: dict[str, str] = {
@@ -235,7 +235,7 @@ def _run_training(args: argparse.Namespace, config: TrainConfig) -> dict[str, An
     if split is not None and main_process:  # the same seeded split on every process
         # Written with the weights it belongs to: a run refused on its arguments (a resume with
         # another seed, too few images...) leaves an existing run's split.json untouched.
-        atomic_write_text(out / SPLIT_FILE, json.dumps(split))
+        atomic_write_text(out / SPLIT_NAME, json.dumps(split))
     last = result.history[-1] if result.history else {}
     return {"seconds": seconds, "images": len(train_set), "last": last, "out": out}
 
@@ -244,7 +244,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .training import distributed
 
     config = _config_from_args(args)
-    existing = Path(args.out) / "checkpoints" / "last.pt"
+    existing = Path(args.out) / CHECKPOINT_DIR / LAST_CHECKPOINT
     if existing.exists() and not args.resume and not args.overwrite:
         raise FileExistsError(
             f"{args.out} already holds a training run ({existing}): continue it with --resume, "
@@ -372,7 +372,7 @@ def _cmd_quickstart(args: argparse.Namespace) -> int:
     print("Next:")
     print(
         f"  robust-contrastive evaluate --model {out}/rocl/probe --data {args.data} "
-        f"--split {out}/{SPLIT_FILE} --out report.json"
+        f"--split {out}/{SPLIT_NAME} --out report.json"
     )
     print("  from robust_contrastive import RoCLEncoder")
     print(f"  encoder = RoCLEncoder.from_pretrained('{out}/rocl')")
@@ -447,7 +447,7 @@ def _run_quickstart(args: argparse.Namespace, config: TrainConfig, out: Path) ->
     seconds = time.perf_counter() - start
     # Written once the models it describes exist (a refused or interrupted run leaves an earlier
     # run's records untouched).
-    atomic_write_text(out / SPLIT_FILE, json.dumps(split))
+    atomic_write_text(out / SPLIT_NAME, json.dumps(split))
     record = {"rows": rows, "chance": chance, "seconds": seconds}
     atomic_write_text(out / "quickstart.json", json.dumps(record, indent=2))
     return {
@@ -535,7 +535,6 @@ def _model_folder(name_or_path: str) -> Path:
 def _load_classifier(folder: str) -> RobustLinearProbe | RobustClassifier:
     from .evaluation.finetuning import RobustClassifier
     from .evaluation.probe import RobustLinearProbe
-    from .models.pretrained import CONFIG_NAME
 
     config_path = _model_folder(folder) / CONFIG_NAME
     if not config_path.is_file():
@@ -687,7 +686,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     encoder.save_pretrained(out)
     print(f"encoder ({encoder.config.arch}, width {encoder.config.width}): {out}")
     if projector is not None:
-        projector.save_pretrained(out / "projector")
+        projector.save_pretrained(out / PROJECTOR_DIR)
         print(f"projector: {out / 'projector'}")
     return 0
 

@@ -14,6 +14,8 @@ import os
 import re
 from pathlib import Path
 
+from .layout import CONFIG_NAME, WEIGHTS_NAME
+
 HUB_FILE_PATTERNS: tuple[str, ...] = ("*.json", "*.jsonl", "*.safetensors", "*.md")
 PICKLE_SUFFIXES: tuple[str, ...] = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".t7", ".tar")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -143,7 +145,7 @@ def _pickle_message(path: Path) -> str:
 
 def _refuse_pickle_only_folder(folder: Path) -> None:
     """A folder with pickles but no ``model.safetensors`` gets a message that says what to do."""
-    if (folder / "model.safetensors").is_file():
+    if (folder / WEIGHTS_NAME).is_file():
         return
     pickles = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in PICKLE_SUFFIXES)
     if pickles:
@@ -185,7 +187,7 @@ def push_folder_to_hub(
         ValueError: ``repo_id`` is not ``"org/name"``.
     """
     root = Path(folder)
-    for required in ("config.json", "model.safetensors"):
+    for required in (CONFIG_NAME, WEIGHTS_NAME):
         if not (root / required).is_file():
             raise FileNotFoundError(
                 f"{root / required} not found: push_to_hub uploads a folder written by "

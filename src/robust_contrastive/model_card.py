@@ -39,34 +39,39 @@ from pathlib import Path
 from typing import Any
 
 from ._io import atomic_write_text, sha256_file
+from .layout import (
+    CARD_NAME as CARD_NAME,
+)
+from .layout import (
+    COMPARISON_NAME as COMPARISON_NAME,
+)
+from .layout import (
+    CONFIG_NAME,
+    ENCODER_DIR,
+    PROJECTOR_DIR,
+    WEIGHTS_NAME,
+)
+from .layout import (
+    EVAL_RESULTS_NAME as EVAL_RESULTS_NAME,
+)
+from .layout import (
+    METRICS_NAME as METRICS_NAME,
+)
+from .layout import (
+    PROVENANCE_NAME as PROVENANCE_NAME,
+)
+from .layout import (
+    TRAIN_CONFIG_NAME as TRAIN_CONFIG_NAME,
+)
 
 logger = logging.getLogger(__name__)
 
-CARD_NAME = "README.md"
-EVAL_RESULTS_NAME = "eval_results.json"
-TRAIN_CONFIG_NAME = "train_config.json"
-METRICS_NAME = "metrics.jsonl"
-PROVENANCE_NAME = "provenance.json"
-"""Optional data record of a model folder, rendered as the card's "Training data" section.
-
-A JSON object: ``format_version`` (1), ``dataset`` (e.g. ``"CIFAR-10 training set ..."``),
-``image_size`` ([H, W] of the training images), ``splits`` (a list of objects with ``name``,
-``role``, ``images`` (a count), ``which`` (the rule that picks the images, e.g. the file holding
-their indices) and, optionally, ``overlap`` ({sample name: images in common})), ``probe`` (for
-probes: an object of probe-training facts, e.g. ``training images``, ``selected on``, ``kept
-epoch``), ``notes`` and ``limitations`` (lists of sentences)."""
-COMPARISON_NAME = "comparison.json"
-"""Optional comparison tables of a model folder, rendered as the card's "Comparison" section.
-
-A JSON object: ``format_version`` (1) and ``tables``, a list of objects with ``title``,
-``columns`` (header strings), ``rows`` (lists of cells) and ``notes`` (sentences: where each
-figure comes from)."""
 EVAL_RESULTS_VERSION = 1
 SIDE_FILES_VERSION = 1
 CARD_MIN_IMAGES = 100
 """Evaluations on fewer images are flagged in the card and left out of its model-index."""
 # Files whose bytes define a model's outputs: its own weights and, for classifiers, its encoder's.
-WEIGHT_FILES: tuple[str, ...] = ("model.safetensors", "encoder/model.safetensors")
+WEIGHT_FILES: tuple[str, ...] = (WEIGHTS_NAME, f"{ENCODER_DIR}/{WEIGHTS_NAME}")
 
 DATASET_NAMES: dict[str, str] = {
     "cifar10": "CIFAR-10",
@@ -296,7 +301,7 @@ def render_model_card(
     from huggingface_hub import EvalResult, ModelCardData
 
     root = Path(folder)
-    config = json.loads((root / "config.json").read_text())
+    config = json.loads((root / CONFIG_NAME).read_text())
     model_type = str(config.get("model_type", "unknown"))
     training = _read_json(root / TRAIN_CONFIG_NAME)
     history = _read_metrics(root / METRICS_NAME)
@@ -375,7 +380,7 @@ def render_model_card(
         groups=groups,
         checksums=checksums,
         source=registered or repo_id,
-        has_projector=(root / "projector" / "config.json").is_file(),
+        has_projector=(root / PROJECTOR_DIR / CONFIG_NAME).is_file(),
         provenance=provenance,
         comparison=comparison,
     )

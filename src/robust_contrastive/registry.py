@@ -28,6 +28,7 @@ from typing import Any
 
 from ._io import atomic_write_text, sha256_file
 from .hub import _REPO_ID
+from .layout import CONFIG_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -206,7 +207,7 @@ def entry_from_folder(
     a probe's encoder is covered too.
     """
     root = Path(folder)
-    config = json.loads((root / "config.json").read_text())
+    config = json.loads((root / CONFIG_NAME).read_text())
     files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.safetensors"))
     return PretrainedModel(
         name=name,

@@ -48,6 +48,13 @@ from ..attacks._steps import (
 from ..augment import SimCLRAugmentation
 from ..data import ImageDataset
 from ..hub import resolve_model_folder
+from ..layout import (
+    CHECKPOINT_DIR,
+    FINETUNE_CONFIG_NAME,
+    LAST_CHECKPOINT,
+    METRICS_NAME,
+    PROJECTOR_DIR,
+)
 from ..losses import nt_xent_loss
 from ..models import ProjectionHead, RoCLEncoder
 from ..models.encoder import _ARCHS
@@ -58,7 +65,7 @@ from ..models.pretrained import (
     read_pretrained_config,
 )
 from ..modes import eval_mode
-from ..training.checkpoint import LAST_CHECKPOINT, load_checkpoint, save_checkpoint
+from ..training.checkpoint import load_checkpoint, save_checkpoint
 from ..training.config import check_device
 from ..training.trainer import NonFiniteLossError, resolve_device
 
@@ -82,10 +89,6 @@ FINETUNE_METHODS: tuple[str, ...] = ("at", "trades", "at+ss")
 AUGMENTATIONS: tuple[str, ...] = ("crop_flip", "none")
 LR_SCHEDULES: tuple[str, ...] = ("step", "cosine", "constant")
 ENCODER_DIR = "encoder"
-PROJECTOR_DIR = "projector"
-CHECKPOINT_DIR = "checkpoints"
-METRICS_FILE = "metrics.jsonl"
-CONFIG_FILE = "finetune_config.json"
 TRADES_START_STD = 0.001  # TRADES' random start: x + 0.001 * N(0, 1) (Zhang et al.'s code)
 STEP_MILESTONES = (0.5, 0.75)  # "step" schedule: lr x 0.1 after 50 % and 75 % of the epochs
 # Settings that may change between a run and its resumption without changing what it computes.
@@ -942,10 +945,10 @@ def _write_config(folder: Path | None, config: FinetuneConfig) -> None:
     if folder is None:
         return
     folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(folder / CONFIG_FILE, json.dumps(config.to_dict(), indent=2) + "\n")
+    atomic_write_text(folder / FINETUNE_CONFIG_NAME, json.dumps(config.to_dict(), indent=2) + "\n")
 
 
 def _write_metrics(folder: Path | None, history: list[dict[str, Any]]) -> None:
     if folder is None:
         return
-    atomic_write_text(folder / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in history))
+    atomic_write_text(folder / METRICS_NAME, "".join(json.dumps(r) + "\n" for r in history))

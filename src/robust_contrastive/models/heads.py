@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..hub import resolve_model_folder
-from .pretrained import CONFIG_NAME, PretrainedMixin
+from ..layout import CONFIG_NAME, PROJECTOR_DIR
+from .pretrained import PretrainedMixin
 
-PROJECTOR_DIR = "projector"
 """Sub-folder of a saved encoder that holds its projector (written by the trainer)."""
 
 

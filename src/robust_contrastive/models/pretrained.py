@@ -19,9 +19,10 @@ from torch import nn
 
 from .._io import atomic_path, atomic_write_text
 from ..hub import resolve_model_folder
+from ..layout import CONFIG_NAME as CONFIG_NAME
+from ..layout import TRAIN_CONFIG_NAME
+from ..layout import WEIGHTS_NAME as WEIGHTS_NAME
 
-WEIGHTS_NAME = "model.safetensors"
-CONFIG_NAME = "config.json"
 FORMAT_VERSION = 1
 
 _M = TypeVar("_M", bound="PretrainedMixin")
@@ -82,7 +83,7 @@ class PretrainedMixin(nn.Module):
         Returns:
             The directory, as a ``Path``.
         """
-        from ..model_card import TRAIN_CONFIG_NAME, attach_evaluation, write_model_card
+        from ..model_card import attach_evaluation, write_model_card
 
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)

@@ -11,9 +11,9 @@ from typing import Any
 import torch
 
 from .._io import fsync_directory
+from ..layout import LAST_CHECKPOINT as LAST_CHECKPOINT
 
 CHECKPOINT_FORMAT_VERSION = 1
-LAST_CHECKPOINT = "last.pt"
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> Path:

@@ -22,20 +22,17 @@ from ..attacks import InstanceWiseAttack
 from ..attacks._steps import check_images
 from ..augment import SimCLRAugmentation
 from ..data import ImageDataset
+from ..layout import CHECKPOINT_DIR, LAST_CHECKPOINT, METRICS_NAME, PROJECTOR_DIR, TRAIN_CONFIG_NAME
 from ..losses import nt_xent_loss
 from ..models import ProjectionHead, RoCLEncoder
 from . import distributed
-from .checkpoint import LAST_CHECKPOINT, load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig, check_device
 from .folding import FoldedEncoder
 from .optim import LARS, warmup_cosine_lr
 
 logger = logging.getLogger(__name__)
 
-PROJECTOR_DIR = "projector"
-CHECKPOINT_DIR = "checkpoints"
-METRICS_FILE = "metrics.jsonl"
-CONFIG_FILE = "train_config.json"
 # Settings that may change between a run and its resumption without changing what it computes.
 RESUMABLE_CHANGES: tuple[str, ...] = ("device", "progress", "checkpoint_every", "compile")
 
@@ -597,7 +594,7 @@ class RoCLTrainer:
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(
-                self.out_dir / CONFIG_FILE, json.dumps(self.config.to_dict(), indent=2)
+                self.out_dir / TRAIN_CONFIG_NAME, json.dumps(self.config.to_dict(), indent=2)
             )
         except OSError as err:
             raise OSError(
@@ -610,4 +607,4 @@ class RoCLTrainer:
         if self.out_dir is None or not self.is_main_process:
             return
         lines = "".join(json.dumps(record) + "\n" for record in self.history)
-        atomic_write_text(self.out_dir / METRICS_FILE, lines)
+        atomic_write_text(self.out_dir / METRICS_NAME, lines)
