@@ -8,7 +8,8 @@ The script
    it starts instead from a copy of the bundled encoder ``rocl-resnet18-w16-cifar10-cpu``
    (weights, training record, data record and projector): a one-epoch encoder gives
    chance-level features, and a card of chance-level figures teaches nothing;
-2. trains a clean linear probe on it (on the sample's images), evaluates the probe on a stratified
+2. trains a clean linear probe on it (on the sample's images, less the 189 it shares with the
+   held-out sample), evaluates the probe on a stratified
    subset of the bundled held-out sample ``load_sample(held_out=True)`` (images of every class
    that neither the bundled models nor this script ever trained or selected on; 100 per class,
    20 with ``--tiny``), with PGD-20 l-inf 8/255, step 2/255; then attaches the report to both
@@ -49,6 +50,7 @@ from robust_contrastive import (
     register_pretrained,
     train_val_split,
 )
+from robust_contrastive.data import sample_indices
 from robust_contrastive.hub import push_folder_to_hub, resolve_model_folder
 from robust_contrastive.model_card import EVAL_RESULTS_NAME, weights_checksums
 from robust_contrastive.registry import entry_from_folder
@@ -71,6 +73,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     sample = load_sample()  # 5,000 images; most of them trained the bundled models
+    # 189 of them are also in the held-out sample: leave them out, so that the test images below
+    # are ones that neither the bundled models nor this script trained on.
+    sample = sample.subset(~torch.isin(sample_indices(), sample_indices(held_out=True)))
     held_out = load_sample(held_out=True)  # 2,000 images no bundled model trained or selected on
     per_class = 20 if args.tiny else 100
     _, pick = train_val_split(held_out.labels, val_per_class=per_class, seed=args.seed)

@@ -475,6 +475,21 @@ def test_every_public_name_resolves() -> None:
         robust_contrastive.NoSuchName  # noqa: B018
 
 
+def test_submodules_are_attributes_of_the_lazy_packages() -> None:
+    code = (
+        "import robust_contrastive as rc; "
+        "print(rc.evaluation.__name__, rc.training.distributed.__name__, rc.layout.__name__)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.split() == [
+        "robust_contrastive.evaluation",
+        "robust_contrastive.training.distributed",
+        "robust_contrastive.layout",
+    ]
+
+
 def test_light_name_lists_match_their_modules() -> None:
     from robust_contrastive.evaluation.suite import THREATS
     from robust_contrastive.models.encoder import _ARCHS

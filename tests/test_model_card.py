@@ -189,7 +189,7 @@ def test_repeated_figures_appear_once(tmp_path: Path) -> None:
     assert card.text.count("| clean accuracy |") == 2  # one table per set of images
     headings = [line for line in card.text.splitlines() if line.startswith("## ")]
     assert len(headings) == len(set(headings))
-    assert card.text.index("500 images") < card.text.index("200 images")  # largest first
+    assert card.text.index("measured on 500") < card.text.index("measured on 200")  # largest first
 
 
 def test_card_details_and_radii(tmp_path: Path) -> None:

@@ -308,14 +308,19 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--out",
-        default="src/robust_contrastive/assets/cifar10_sample.safetensors",
-        help="output file (relative paths: from the repository root)",
+        default=None,
+        help="output file (relative paths: from the repository root; default, without "
+        "--indices-from only: src/robust_contrastive/assets/cifar10_sample.safetensors)",
     )
     args = parser.parse_args(argv)
     if args.per_class < 1:
         parser.error("--per-class must be a positive integer")
     if (args.indices_from is None) != (args.part is None):
         parser.error("--indices-from and --part go together")
+    if args.out is None:
+        if args.indices_from is not None:  # never overwrite the 5,000-image sample by default
+            parser.error("--indices-from needs --out (e.g. the held-out sample's file)")
+        args.out = "src/robust_contrastive/assets/cifar10_sample.safetensors"
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     build(
         _resolve(args.source),

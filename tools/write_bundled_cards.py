@@ -145,7 +145,8 @@ def provenance(
             "50,000 images, 1,000 epochs). Accuracies are far below the paper's (see "
             "Comparison); use it to try the library and to study robustness at small scale, "
             "not as a strong model.",
-            f"{seen:,} of the 5,000 images of `load_sample()` trained or selected this model: "
+            f"{seen:,} of the 5,000 images of `load_sample()` trained the encoder or its probe, "
+            "or selected the probe's epoch: "
             "figures measured there are inflated. Evaluate it on "
             "`load_sample(held_out=True)` or other images it never saw.",
         ],

@@ -106,10 +106,18 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """Import a public name's submodule on first access (PEP 562)."""
+    """Import a public name's submodule on first access (PEP 562).
+
+    A submodule is an attribute too (``robust_contrastive.evaluation``), as after an eager import.
+    """
     module = _LAZY.get(name)
     if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        try:
+            return importlib.import_module(f".{name}", __name__)
+        except ModuleNotFoundError as err:
+            if err.name != f"{__name__}.{name}":
+                raise  # a dependency of an existing submodule is missing
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
     value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value  # later accesses skip __getattr__
     return value

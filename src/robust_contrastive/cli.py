@@ -601,23 +601,32 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         }
     )
     path = report.to_json(args.out)
-    Path(path).with_suffix(".md").write_text(report.to_markdown() + "\n")
+    atomic_write_text(Path(path).with_suffix(".md"), report.to_markdown() + "\n")
     print(report.to_markdown())
     print(f"\nreport: {path} (and {Path(path).with_suffix('.md')})")
     if args.attach:
-        split = _split_description(args, report.n_images)
+        split = _split_description(args, report.n_images, len(data))
         for folder in args.attach:
             card = attach_evaluation(folder, report, dataset=args.data, split=split)
             print(f"model card: {card}")
     return 0
 
 
-def _split_description(args: argparse.Namespace, n_images: int) -> str:
+def _split_description(args: argparse.Namespace, n_images: int, n_available: int) -> str:
+    """Which images a report measured, for the model card (``n_images`` of ``n_available``)."""
+    subset = (
+        f"{n_images}" if n_images == n_available else f"a seeded random {n_images} of {n_available}"
+    )
     if args.test_split:
-        return f"official test split, first {n_images} images"
+        return f"official test split ({subset} images)"
     if args.split:
-        return f"held-out validation images of the training set ({n_images}, never trained on)"
-    return f"first {n_images} images of the training set (not held out)"
+        return f"held-out validation images of the training set ({subset}, never trained on)"
+    if str(args.data).lower() == "sample-held-out":
+        return (
+            f"the bundled held-out sample ({subset} images), never trained or selected on by the "
+            "bundled models"
+        )
+    return f"images of the training set, not held out ({subset})"
 
 
 def _cmd_card(args: argparse.Namespace) -> int:
@@ -891,7 +900,12 @@ sample-held-out (a model trained on --data sample has seen 189 of its images).""
         metavar="THREAT",
         help=f"threats to run, from: {', '.join(THREAT_NAMES)} (default: all)",
     )
-    evaluate.add_argument("--n-images", type=int, default=None, help="evaluate the first N")
+    evaluate.add_argument(
+        "--n-images",
+        type=int,
+        default=None,
+        help="evaluate a seeded random subset of N images (default: all)",
+    )
     evaluate.add_argument("--batch-size", type=int, default=256, help="attack batch size")
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the attacks")
     evaluate.add_argument(

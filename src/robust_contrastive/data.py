@@ -255,9 +255,12 @@ class ImageDataset:
 
         Raises:
             ValueError: If ``per_class`` is not a positive integer.
+            TypeError: If ``seed`` is not an integer.
         """
         if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
             raise ValueError(f"per_class must be a positive integer, got {per_class!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"seed must be an integer, got {seed!r}")
         generator = torch.Generator().manual_seed(seed)
         keep = []
         for label in range(len(self.classes)):

@@ -728,7 +728,8 @@ def _evaluation(groups: list[dict[str, Any]]) -> list[str]:
         description = f"; {group['description']}" if group["description"] else ""
         lines.append(
             f"**{dataset}**, {group['split']}{description} "
-            f"({report['n_images']} images, seed {report['seed']})."
+            f"(measured on {report['n_images']} of them: where that is fewer than all, a random "
+            f"subset drawn with seed {report['seed']})."
         )
         counts = [int(c) for c in report.get("class_counts") or []]
         if counts:

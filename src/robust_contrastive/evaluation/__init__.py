@@ -3,6 +3,7 @@
 from .checks import (
     ProbeNotLearningWarning,
     UnreliableEvaluationWarning,
+    class_counts,
     evaluation_set_warnings,
     sanity_warnings,
     zero_gradient_fraction,
@@ -37,6 +38,7 @@ __all__ = [
     "UnreliableEvaluationWarning",
     "accuracy",
     "accuracy_vs_samples",
+    "class_counts",
     "evaluate_robustness",
     "evaluation_set_warnings",
     "finetune",

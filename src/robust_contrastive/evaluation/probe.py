@@ -67,7 +67,8 @@ SELECTIONS: tuple[str, ...] = ("clean", "robust")  # what fit(val=...) picks the
 STEP_MILESTONES: tuple[float, ...] = (30 / 150, 50 / 150, 100 / 150)
 STEP_GAMMA = 0.1
 # fit's chance-level check: the kept head's clean accuracy on (at most) this many of its own
-# training images must beat the majority-class rate by CHANCE_MARGIN plus two standard errors.
+# training images must beat the majority-class rate p by CHANCE_MARGIN * (1 - p) plus two
+# standard errors.
 CHANCE_CHECK_IMAGES = 2000
 CHANCE_MARGIN = 0.02
 
@@ -453,12 +454,14 @@ class RobustLinearProbe(PretrainedMixin):
         (a seeded subset of at most 2,000 of) its own training images, un-augmented, is compared
         with chance, the rate of the most frequent class among those images (1/num_classes when
         balanced, more when not: always predicting that class scores it). If it is not above
-        chance + 0.02 + two standard errors of that rate (``sqrt(p (1 - p) / n)``; 0.133 for
-        2,000 balanced CIFAR-10 images), ``fit`` logs and raises a
+        chance + 0.02 (1 - chance) + two standard errors of that rate (``sqrt(p (1 - p) / n)``;
+        0.131 for 2,000 balanced CIFAR-10 images; the margin shrinks with the room above chance,
+        so a probe at 97 % on 95 %-majority data is not flagged), ``fit`` logs and raises a
         [`ProbeNotLearningWarning`][robust_contrastive.evaluation.checks.ProbeNotLearningWarning]:
         the encoder's features carry no usable class information (untrained or collapsed), or
         ``lr`` / ``epochs`` are wrong. Clean images are used for r-LE too, whose training
-        accuracy on adversarial examples may legitimately be near chance.
+        accuracy on adversarial examples may legitimately be near chance. Training images of a
+        single class are not checked (there is nothing to learn).
 
         Args:
             data: an ImageDataset (uint8 images and labels), or images (N, 3, H, W) float in
@@ -650,7 +653,10 @@ class RobustLinearProbe(PretrainedMixin):
             accuracy = self._feature_accuracy(chosen, labels)
         counts = torch.bincount(labels.cpu(), minlength=self.config.num_classes)
         chance = float(counts.max()) / len(labels)
-        threshold = chance + CHANCE_MARGIN + 2 * math.sqrt(chance * (1 - chance) / len(labels))
+        if int((counts > 0).sum()) < 2:
+            return  # a single class: nothing to learn, so nothing to flag
+        se = math.sqrt(chance * (1 - chance) / len(labels))
+        threshold = chance + CHANCE_MARGIN * (1 - chance) + 2 * se
         if accuracy <= threshold:
             message = (
                 f"the linear probe is at chance: its head (epoch {self.best_epoch}) classifies "
@@ -658,9 +664,8 @@ class RobustLinearProbe(PretrainedMixin):
                 f"correctly, not above {100 * threshold:.1f} % (chance {100 * chance:.1f} %, the "
                 "rate of the most frequent class, plus a margin). Either the encoder's features "
                 "carry no usable class information (an untrained or collapsed encoder: try a "
-                "trained one, e.g. RoCLEncoder.from_pretrained('rocl-resnet18-w16-cifar10-cpu')) "
-                "or lr / epochs are too small for this data; as it stands, this probe's "
-                "accuracies mean nothing."
+                "trained one, e.g. one of robust_contrastive.list_pretrained()) or lr / epochs "
+                "are too small for this data; as it stands, this probe's accuracies mean nothing."
             )
             logger.warning(message)
             warnings.warn(message, ProbeNotLearningWarning, stacklevel=3)

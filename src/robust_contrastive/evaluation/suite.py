@@ -27,7 +27,12 @@ from ..attacks._steps import check_budget, check_images, check_number
 from ..attacks.classwise import _check_classes
 from ..data import ImageDataset
 from ..modes import eval_mode
-from .checks import UnreliableEvaluationWarning, class_counts, evaluation_set_warnings
+from .checks import (
+    UnreliableEvaluationWarning,
+    class_counts,
+    evaluation_set_warnings,
+    sanity_warnings,
+)
 from .probe import _check_labels, _check_positive_int, _model_device
 
 logger = logging.getLogger(__name__)
@@ -292,8 +297,6 @@ def evaluate_robustness(
                 report.results.append(result)
                 logger.info("%s: %.2f %%", threat.name, 100 * result.accuracy)
     if sanity_checks:
-        from .checks import sanity_warnings  # a cycle-free local import
-
         report.warnings += sanity_warnings(model, images, labels, report, seed=seed)
     return report
 

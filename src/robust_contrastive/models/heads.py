@@ -15,8 +15,6 @@ from ..hub import resolve_model_folder
 from ..layout import CONFIG_NAME, PROJECTOR_DIR
 from .pretrained import PretrainedMixin
 
-"""Sub-folder of a saved encoder that holds its projector (written by the trainer)."""
-
 
 @dataclass(frozen=True)
 class ProjectionHeadConfig:
