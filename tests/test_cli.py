@@ -13,7 +13,9 @@ from torchvision.io import write_png
 import robust_contrastive
 from robust_contrastive import RoCLEncoder
 from robust_contrastive._names import ARCHS, THREAT_NAMES
-from robust_contrastive.cli import _details_to_file, _show, main
+from robust_contrastive.cli import main
+from robust_contrastive.cli._common import _show
+from robust_contrastive.cli.quickstart import _details_to_file
 from robust_contrastive.models import ProjectionHead
 
 TINY_FLAGS = [

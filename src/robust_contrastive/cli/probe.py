@@ -1,0 +1,111 @@
+"""``robust-contrastive probe``: a linear probe (or r-LE) on a frozen encoder."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import TYPE_CHECKING
+
+# Only light modules at import: `robust-contrastive --help` must not wait for torch. The
+# commands import what they use (torch, the models, the data...) when they run.
+
+if TYPE_CHECKING:
+    pass
+
+from ._common import (
+    _add_data_arguments,
+    _load_split,
+    _number,
+    _subcommand,
+)
+
+
+def _cmd_probe(args: argparse.Namespace) -> int:
+    from ..data import load_dataset, train_val_split
+    from ..evaluation.probe import RobustLinearProbe
+    from ..models import RoCLEncoder
+
+    encoder = RoCLEncoder.from_pretrained(args.encoder)
+    dataset = load_dataset(
+        args.data, root=args.data_root, download=args.download, max_per_class=args.max_per_class
+    )
+    train_set = _load_split(args, dataset, "train")
+    probe = RobustLinearProbe(
+        encoder,
+        len(dataset.classes),
+        adversarial=args.adversarial,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        augment=not args.no_augment,
+    )
+    val = None
+    if args.val_per_class:
+        fit_idx, val_idx = train_val_split(
+            train_set.labels, val_per_class=args.val_per_class, seed=args.seed
+        )
+        train_set, val = train_set.subset(fit_idx), train_set.subset(val_idx)
+    history = probe.fit(
+        train_set, val=val, seed=args.seed, progress=not args.no_progress, select=args.select
+    )
+    probe.save_pretrained(args.out)
+    kind = "robust linear evaluation (r-LE)" if args.adversarial else "linear evaluation"
+    print(f"{kind} on {len(train_set)} images; last epoch: {json.dumps(history[-1])}")
+    print(f"probe: {args.out}  (RobustLinearProbe.from_pretrained('{args.out}'))")
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``probe`` subcommand(s) to ``sub``."""
+    probe = _subcommand(
+        sub,
+        "probe",
+        "train a linear probe (or r-LE) on a frozen encoder",
+        """Linear evaluation: a linear classifier on the frozen encoder's features, with the
+labels (the original's 150 epochs, SGD, batch 1024). --adversarial trains it on PGD
+examples instead (robust linear evaluation, r-LE, eq. 7). OUT receives the probe
+(encoder + linear layer): RobustLinearProbe.from_pretrained(OUT), or
+`robust-contrastive evaluate --model OUT`.""",
+        """  robust-contrastive probe --encoder runs/rocl --data sample \\
+      --split runs/rocl/split.json --out runs/rocl/probe --no-augment --epochs 50
+  robust-contrastive probe --encoder runs/rocl --data sample \\
+      --split runs/rocl/split.json --out runs/rocl/r-le --adversarial""",
+    )
+    probe.add_argument("--encoder", required=True, help="encoder folder (save_pretrained)")
+    _add_data_arguments(probe, required=True)
+    probe.add_argument(
+        "--split",
+        help="split.json of the training run: probe on its 'train' "
+        "indices, never on its held-out 'val' images",
+    )
+    probe.add_argument("--out", required=True, help="output folder of the probe")
+    probe.add_argument(
+        "--adversarial",
+        action="store_true",
+        help="robust linear evaluation (r-LE, eq. 7): train on PGD examples",
+    )
+    probe.add_argument("--epochs", type=int, default=150, help="epochs (default: 150)")
+    probe.add_argument("--batch-size", type=int, default=1024, help="batch size (default: 1024)")
+    probe.add_argument("--lr", type=_number, default=0.1, help="learning rate (default: 0.1)")
+    probe.add_argument(
+        "--no-augment",
+        action="store_true",
+        help="no augmentation (clean probes then train on cached features)",
+    )
+    probe.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    probe.add_argument("--no-progress", action="store_true", help="no progress bar")
+    probe.add_argument(
+        "--val-per-class",
+        type=int,
+        default=0,
+        help="hold out this many training images per class to select the best "
+        "epoch on (default: 0, keep the last epoch)",
+    )
+    probe.add_argument(
+        "--select",
+        choices=("clean", "robust"),
+        default="clean",
+        help="with --val-per-class: pick the epoch on clean accuracy (default) or on PGD "
+        "accuracy under the r-LE attack (robust; for --adversarial)",
+    )
+    probe.set_defaults(func=_cmd_probe)
