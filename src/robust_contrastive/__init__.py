@@ -9,8 +9,9 @@ Each name is imported from its submodule on first use (PEP 562), so ``import rob
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ._lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from .attacks import EOTPGD, PGD, InstanceWiseAttack, autoattack
@@ -105,23 +106,5 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """Import a public name's submodule on first access (PEP 562).
-
-    A submodule is an attribute too (``robust_contrastive.evaluation``), as after an eager import.
-    """
-    module = _LAZY.get(name)
-    if module is None:
-        try:
-            return importlib.import_module(f".{name}", __name__)
-        except ModuleNotFoundError as err:
-            if err.name != f"{__name__}.{name}":
-                raise  # a dependency of an existing submodule is missing
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value  # later accesses skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+# Import a public name's submodule on first access (PEP 562).
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals(), __all__)
