@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from ._io import atomic_write_text, sha256_file
+from ._names import MIN_EVAL_IMAGES
 from .layout import (
     CARD_NAME as CARD_NAME,
 )
@@ -68,7 +69,7 @@ logger = logging.getLogger(__name__)
 
 EVAL_RESULTS_VERSION = 1
 SIDE_FILES_VERSION = 1
-CARD_MIN_IMAGES = 100
+CARD_MIN_IMAGES = MIN_EVAL_IMAGES
 """Evaluations on fewer images are flagged in the card and left out of its model-index."""
 # Files whose bytes define a model's outputs: its own weights and, for classifiers, its encoder's.
 WEIGHT_FILES: tuple[str, ...] = (WEIGHTS_NAME, f"{ENCODER_DIR}/{WEIGHTS_NAME}")

@@ -26,22 +26,12 @@ from ._common import (
 )
 
 
-def _model_folder(name_or_path: str) -> Path:
-    """The local folder of ``--model``: a folder, or a registered name (list-pretrained) or Hub
-    repo id, resolved (and checksum-verified) to its folder."""
-    path = Path(name_or_path)
-    if path.is_dir():
-        return path
-    from ..hub import resolve_model_folder
-
-    return resolve_model_folder(name_or_path)
-
-
-def _load_classifier(folder: str) -> RobustLinearProbe | RobustClassifier:
+def _load_classifier(folder: Path) -> RobustLinearProbe | RobustClassifier:
+    """The classifier saved in ``folder`` (a probe or a fine-tuned classifier)."""
     from ..evaluation.finetuning import RobustClassifier
     from ..evaluation.probe import RobustLinearProbe
 
-    config_path = _model_folder(folder) / CONFIG_NAME
+    config_path = folder / CONFIG_NAME
     if not config_path.is_file():
         raise FileNotFoundError(
             f"{config_path} not found: --model takes a folder written by "
@@ -65,13 +55,17 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from ..evaluation.probe import RobustLinearProbe
     from ..evaluation.smoothing import TransformationSmoothedClassifier
     from ..evaluation.suite import evaluate_robustness
+    from ..hub import resolve_model_folder
     from ..model_card import attach_evaluation, weights_checksums
 
     if args.split and args.test_split:
         raise ValueError(
             "--split indexes the training images: do not combine it with --test-split."
         )
-    model: torch.nn.Module = _load_classifier(args.model)
+    # --model: a folder, a registered name (list-pretrained) or a Hub repo id, resolved (and
+    # checksum-verified) once.
+    folder = resolve_model_folder(args.model)
+    model: torch.nn.Module = _load_classifier(folder)
     dataset = load_dataset(
         args.data,
         root=args.data_root,
@@ -102,7 +96,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             "data": str(args.data),
             "split": args.split,
             "smoothed": args.smoothed,
-            "weights_sha256": weights_checksums(_model_folder(args.model)),
+            "weights_sha256": weights_checksums(folder),
         }
     )
     path = report.to_json(args.out)

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._names import MIN_EVAL_IMAGES as MIN_EVAL_IMAGES
 from ..attacks import EOTPGD, PGD
 from ..modes import eval_mode
 
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
 
 CHECK_IMAGES = 100  # images used by the checks that run attacks of their own
 MORE_STEPS = 100  # steps of the re-run of the headline attack
-MIN_EVAL_IMAGES = 100  # below this, an accuracy moves by >= 1 point per image
 MIN_IMAGES_PER_CLASS = 10  # below this, a class present in the evaluation set is too thin
 
 
