@@ -3,7 +3,8 @@
 In one process, on the same model (same seeded initial weights), the same uint8 batch and the
 same optimiser, this times
 
-* ``baseline``: a plain implementation of the original algorithm (:class:`OriginalRoCL`):
+* ``baseline``: the original algorithm (``OriginalRoCL`` of ``tests/reference``, the reference
+  the equivalence tests check the library against):
   per-image torchvision augmentation in a Python loop, an attack that forwards
   ``cat(x_adv, t'(x))`` at every step, and a separate train-mode forward for the regulariser;
 * ``rocl-plain``: ``RoCLTrainer``'s step with every speed option off (the algorithmic savings
@@ -24,7 +25,10 @@ with a forward hook on a small copy. Before timing, each library variant's loss 
 the baseline's on the same views and attack start.
 
 Run: ``python benchmarks/throughput.py`` (resnet18, width 32, batch 128, 7 attack steps);
-``--device cuda --precision bf16 --channels-last --compile`` on a GPU.
+``--device cuda --precision bf16 --channels-last --compile`` on a GPU. The quickest check::
+
+    python benchmarks/throughput.py --width 8 --batch-size 8 --steps 1 --warmup 0 --repeats 1 \\
+        --no-memory-probe --out /tmp/throughput.json
 """
 
 from __future__ import annotations
@@ -39,241 +43,32 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch import nn
-from torchvision import transforms
 
-from robust_contrastive import RoCLEncoder, RoCLTrainer, TrainConfig
-from robust_contrastive.attacks._steps import random_start
+from robust_contrastive import RoCLTrainer, TrainConfig
+
+# The baseline and the work counts are the tests' reference (tests/reference), which the
+# equivalence tests check against the library: put the repository root on the path, so that
+# both `python benchmarks/throughput.py` and `python -m benchmarks.throughput` find it.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.reference import (
+    OriginalRoCL,
+    counted_units,
+    library_step,
+    library_views,
+    units_baseline,
+    units_library,
+)
 
 VARIANTS: tuple[str, ...] = ("baseline", "rocl-plain", "rocl", "rocl-shared", "simclr")
 # Ablations of the "rocl" speed options, run only when named in --variants.
 ABLATIONS: tuple[str, ...] = ("rocl-fold", "rocl-channels-last")
 RESULTS = Path(__file__).resolve().parent / "results" / "throughput.json"
-
-
-# ---------------------------------------------------------------- the original algorithm
-def original_nt_xent(z: torch.Tensor, num_views: int, temperature: float) -> torch.Tensor:
-    """The original code's NT-Xent (``pairwise_similarity`` + ``NT_xent``) on stacked views.
-
-    Args:
-        z: (V*B, D) latents, view-major (rows v*B .. (v+1)*B - 1 are view v).
-        num_views: V (2 for the attack and the regulariser, 3 for RoCL's main term).
-        temperature: tau.
-
-    Returns:
-        Scalar: the mean over the V*B anchors of -log softmax of each positive pair, summed
-        over the anchor's V - 1 positives (the original's 1e-8 guards are left out: they move
-        the value by ~1e-8).
-    """
-    n = z.shape[0]
-    batch = n // num_views
-    z = F.normalize(z, dim=1)
-    sim = z @ z.T / temperature  # (N, N)
-    eye = torch.eye(n, dtype=torch.bool, device=z.device)
-    log_prob = sim - torch.logsumexp(sim.masked_fill(eye, float("-inf")), dim=1, keepdim=True)
-    item = torch.arange(n, device=z.device) % batch
-    positive = (item.unsqueeze(0) == item.unsqueeze(1)) & ~eye  # (N, N) same image, other view
-    return -(log_prob * positive).sum() / n
-
-
-class OriginalRoCL:
-    """One training step of RoCL as the original code computes it (the benchmark's baseline).
-
-    Args:
-        encoder: f, in its training mode; the attack switches it to eval and back.
-        projector: g.
-        optimizer: over the encoder's and projector's parameters.
-        eps: l-inf radius of the attack; alpha: its step; steps: its number of steps.
-        temperature: tau (0.5); reg_lambda: the regulariser's weight is 1 / reg_lambda.
-        image_size: RandomResizedCrop's output size.
-    """
-
-    def __init__(
-        self,
-        encoder: nn.Module,
-        projector: nn.Module,
-        optimizer: torch.optim.Optimizer,
-        *,
-        eps: float = 8 / 255,
-        alpha: float = 0.007,
-        steps: int = 7,
-        temperature: float = 0.5,
-        reg_lambda: float = 256.0,
-        image_size: int = 32,
-    ) -> None:
-        self.encoder = encoder
-        self.projector = projector
-        self.optimizer = optimizer
-        self.eps, self.alpha, self.steps = eps, alpha, steps
-        self.temperature, self.reg_lambda = temperature, reg_lambda
-        # The original's CIFAR pipeline, in its order, applied to one image at a time.
-        self.transform = transforms.Compose(
-            [
-                transforms.RandomApply([transforms.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
-                transforms.RandomGrayscale(p=0.2),
-                transforms.RandomHorizontalFlip(),
-                transforms.RandomResizedCrop(image_size),
-            ]
-        )
-
-    def embed(self, images: torch.Tensor) -> torch.Tensor:
-        """g(f(images)): (N, 3, H, W) -> (N, D)."""
-        out: torch.Tensor = self.projector(self.encoder(images))
-        return out
-
-    def augment(self, images: torch.Tensor) -> torch.Tensor:
-        """Per-image torchvision augmentation on the CPU (the original's data loader), global RNG.
-
-        Args:
-            images: (B, 3, H, W) uint8 on any device.
-
-        Returns:
-            (B, 3, S, S) float in [0, 1] on the images' device.
-        """
-        cpu = images.cpu()
-        views = [self.transform(cpu[i].float().div(255)) for i in range(cpu.shape[0])]
-        return torch.stack(views).to(images.device)
-
-    def attack(self, t1: torch.Tensor, t2: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
-        """The original ``RepresentationAdv`` loop from ``start`` (B, 3, H, W): every step
-        forwards cat(x, t'(x)) in eval mode and ascends the 2-view NT-Xent's input gradient."""
-        x = start.detach().clone()
-        self.encoder.eval()
-        self.projector.eval()
-        with torch.enable_grad():
-            for _ in range(self.steps):
-                x.requires_grad_(True)
-                loss = original_nt_xent(self.embed(torch.cat((x, t2))), 2, 0.5)
-                (grad,) = torch.autograd.grad(loss, x)
-                x = x.detach() + self.alpha * grad.sign()
-                x = x.clamp(0.0, 1.0)
-                x = torch.max(torch.min(x, t1 + self.eps), t1 - self.eps)
-        self.encoder.train()
-        self.projector.train()
-        return x.detach()
-
-    def loss(
-        self, t1: torch.Tensor, t2: torch.Tensor, start: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Eq. (6) on given views t(x), t'(x) and attack start, models in train mode.
-
-        Returns:
-            ``(loss, parts)`` as ``RoCLTrainer.compute_loss``: the loss, and a detached (3,)
-            ``(total, contrastive, regulariser before weighting)``.
-        """
-        adv = self.attack(t1, t2, start)
-        # The original's get_loss: the regulariser's own train-mode forward, first.
-        regularizer = original_nt_xent(self.embed(torch.cat((adv, t2))), 2, 0.5)
-        z = self.embed(torch.cat((t1, t2, adv)))  # (3B, D)
-        contrastive = original_nt_xent(z, 3, self.temperature)
-        loss = contrastive + (1.0 / self.reg_lambda) * regularizer
-        return loss, torch.stack((loss, contrastive, regularizer)).detach()
-
-    def step(self, batch: torch.Tensor) -> torch.Tensor:
-        """Augment, attack from a uniform start, loss, backward, optimiser step; returns parts."""
-        t1, t2 = self.augment(batch), self.augment(batch)
-        noise = torch.empty(t1.shape).uniform_(-self.eps, self.eps).to(t1.device)  # as the orig.
-        loss, parts = self.loss(t1, t2, (t1 + noise).clamp(0.0, 1.0))
-        self.optimizer.zero_grad()
-        loss.backward()  # type: ignore[no-untyped-call]
-        self.optimizer.step()
-        return parts
-
-
-# ---------------------------------------------------------------- the library's step
-def library_step(trainer: RoCLTrainer, batch: torch.Tensor) -> torch.Tensor:
-    """RoCLTrainer's training step as ``fit`` runs it (without the lr schedule); returns parts."""
-    loss, parts = trainer.compute_loss(batch)
-    trainer.optimizer.zero_grad(set_to_none=True)
-    loss.backward()  # type: ignore[no-untyped-call]
-    trainer.optimizer.step()
-    return parts
-
-
-def library_views(
-    trainer: RoCLTrainer, batch: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The t(x), t'(x) and attack start that ``trainer.compute_loss(batch)`` will draw next
-    (from a copy of its generator: the trainer's own state is left as it is)."""
-    generator = torch.Generator(device=trainer.generator.device)
-    generator.set_state(trainer.generator.get_state())
-    t1 = trainer.augment(batch, generator)
-    t2 = trainer.augment(batch, generator)
-    cfg = trainer.config
-    start = random_start(t1, cfg.eps, cfg.attack_norm, generator)
-    return t1, t2, start
-
-
-# ---------------------------------------------------------------- encoder work
-def units_baseline(steps: int) -> int:
-    """Encoder units per image of one original step: fwd = 1, input-grad bwd = 1, bwd = 2."""
-    attack = steps * (2 + 2)  # cat(x, t'(x)): 2 images forward + 2 backward (input grad)
-    main = 3 + 3 * 2  # cat(t, t', adv) forward + backward with weight gradients
-    regularizer = 2 + 2 * 2  # cat(adv, t') forward + backward with weight gradients
-    return attack + main + regularizer
-
-
-def units_library(cfg: TrainConfig) -> int:
-    """Encoder units per image of one RoCLTrainer step (same counting as units_baseline)."""
-    if not cfg.adversarial:
-        return 2 + 2 * 2  # cat(t, t') forward + backward
-    attack = 0
-    if cfg.eps > 0 and (cfg.attack_steps > 0 or cfg.attack_random_start):
-        attack = 1 + cfg.attack_steps * (1 + 1)  # positives once; x_adv forward + input grad
-    main = 3 + 3 * 2
-    regularizer = 2 + 2 * 2 if cfg.regularizer_forward == "separate" else 0
-    return attack + main + regularizer
-
-
-@contextmanager
-def count_encoder_work() -> Iterator[list[float]]:
-    """Count encoder units over the block with a global forward hook on every RoCLEncoder
-    (the attack's BatchNorm-folded copy included): a forward of n images is n units, plus n
-    when it runs with gradients in eval mode (the attack's input-gradient backward) or 2n in
-    train mode (a backward with weight gradients). Yields a one-element list: the total."""
-    total = [0.0]
-
-    def hook(module: nn.Module, args: Any, output: Any) -> None:
-        if isinstance(module, RoCLEncoder):
-            n = output.shape[0]
-            grad = torch.is_grad_enabled()
-            total[0] += n + (0 if not grad else (2 * n if module.training else n))
-
-    handle = torch.nn.modules.module.register_module_forward_hook(hook)
-    try:
-        yield total
-    finally:
-        handle.remove()
-
-
-def counted_units(name: str, cfg: TrainConfig, baseline_steps: int) -> float:
-    """Units per image of one step of variant ``name``, counted on a small CPU copy."""
-    small = replace(
-        cfg, width=8, batch_size=4, image_size=16, device="cpu", compile=False, progress=False
-    )
-    batch = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8)
-    trainer = RoCLTrainer(small)
-    with count_encoder_work() as total:
-        if name == "baseline":
-            original = OriginalRoCL(
-                trainer.encoder,
-                trainer.projector,
-                trainer.optimizer,
-                steps=baseline_steps,
-                image_size=16,
-            )
-            original.step(batch)
-        else:
-            library_step(trainer, batch)
-    return total[0] / 4
 
 
 # ---------------------------------------------------------------- measuring
@@ -346,17 +141,7 @@ def build(name: str, cfg: TrainConfig) -> tuple[Callable[[torch.Tensor], torch.T
     trainer = RoCLTrainer(cfg)  # seeded: every variant starts from the same weights
     if name != "baseline":
         return (lambda batch: library_step(trainer, batch)), trainer
-    original = OriginalRoCL(
-        trainer.encoder,
-        trainer.projector,
-        trainer.optimizer,
-        eps=cfg.eps,
-        alpha=cfg.alpha,
-        steps=cfg.attack_steps,
-        temperature=cfg.temperature,
-        reg_lambda=cfg.reg_lambda,
-        image_size=cfg.image_size,
-    )
+    original = OriginalRoCL.from_trainer(trainer)
     return original.step, original
 
 
@@ -545,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     if device.type != "cuda" and not args.no_memory_probe:
         for variant in variants:
             variant.peak_memory_mib = probe_memory(args, variant.name)
-    counted = {v.name: counted_units(v.name, v.config, args.steps) for v in variants}
+    counted = {v.name: counted_units(v.name, v.config) for v in variants}
 
     baseline = next((v for v in variants if v.name == "baseline"), None)
     base_rate = args.batch_size / statistics.median(baseline.times) if baseline else None

@@ -30,7 +30,7 @@ Run (from the repository root)::
 ``--tiny`` evaluates 100 images (10 per class) under l-inf 8/255 PGD with 10 steps of 2/255
 only (``linf-8/255-pgd10``), without the sanity checks: its numbers are rough (one image is one
 point). The published ones, on all 2,000 held-out images, are 37.9 % clean and 17.2 % under
-PGD-20 (``benchmarks/results/cifar10_cpu.md``).
+PGD-20 (``experiments/results/cifar10_cpu.md``).
 
 Any warning in the report means a robust accuracy may be overestimated: read it before quoting
 the number.

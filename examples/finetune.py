@@ -36,7 +36,7 @@ Run (from the repository root)::
 ``--tiny`` fine-tunes for one epoch on 200 images (lr 0.01, PGD-2) and tests 100 held-out
 images with PGD-5: it shows the pipeline, not what fine-tuning achieves. For comparison, the
 bundled encoder's linear probe scores 37.9 % clean and 17.2 % under PGD-20 on all 2,000
-held-out images (``benchmarks/results/cifar10_cpu.md``).
+held-out images (``experiments/results/cifar10_cpu.md``).
 
 The paper gives no fine-tuning schedule; ``FinetuneConfig()``'s defaults are the standard
 CIFAR-10 adversarial-training settings (SGD lr 0.1, PGD-10 with step 2/255, 100 epochs).

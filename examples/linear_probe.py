@@ -36,7 +36,7 @@ Run (from the repository root)::
 one epoch with 2-step PGD and tests 100 held-out images with PGD-5: rough numbers, for a quick
 look. The bundled probe ``rocl-resnet18-w16-cifar10-cpu-probe``, fitted on 47,000 images, scores
 37.9 % clean and 17.2 % under PGD-20 on all 2,000 held-out images
-(``benchmarks/results/cifar10_cpu.md``); the paper's numbers need the full ResNet18 trained for
+(``experiments/results/cifar10_cpu.md``); the paper's numbers need the full ResNet18 trained for
 1000 epochs on all of CIFAR-10 (see the evaluation guide).
 """
 

@@ -51,9 +51,9 @@ from robust_contrastive import (
     train_val_split,
 )
 from robust_contrastive.data import sample_indices
-from robust_contrastive.hub import push_folder_to_hub, resolve_model_folder
+from robust_contrastive.hub import push_folder_to_hub
 from robust_contrastive.model_card import EVAL_RESULTS_NAME, weights_checksums
-from robust_contrastive.registry import entry_from_folder
+from robust_contrastive.registry import entry_from_folder, resolve_model_folder
 
 COMMIT = "0" * 40  # the commit a real upload would return; pinned in the registry entry
 BUNDLED_ENCODER = "rocl-resnet18-w16-cifar10-cpu"  # --tiny publishes a copy of it

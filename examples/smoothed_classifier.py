@@ -34,7 +34,7 @@ Run (from the repository root)::
 ``--tiny`` uses 100 images (10 per class), 1 and 4 samples, and attacks a 2-sample smoothed
 classifier with 3 PGD steps (2 EOT samples): rough numbers from a weak attack, for a quick
 look. The reproduction's figures on the bundled RoCL probe are in
-``benchmarks/results/cifar10_cpu.md``.
+``experiments/results/cifar10_cpu.md``.
 """
 
 from __future__ import annotations

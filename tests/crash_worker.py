@@ -23,7 +23,7 @@ import torch
 from robust_contrastive import RoCLTrainer, TrainConfig
 from robust_contrastive.layout import METRICS_NAME
 from robust_contrastive.models import pretrained
-from robust_contrastive.training import checkpoint, trainer
+from robust_contrastive.training import checkpoint, loop, trainer
 
 CONFIG = TrainConfig(
     width=4,
@@ -86,7 +86,7 @@ def main() -> None:
 
         checkpoint.torch.save = torn_save  # type: ignore[assignment]
     elif kind == "metrics-write":
-        real_write = trainer.atomic_write_text
+        real_write = loop.atomic_write_text
 
         def write(path: Path, text: str) -> None:
             if path.name == METRICS_NAME and nth_call():
@@ -94,7 +94,7 @@ def main() -> None:
                 die()
             real_write(path, text)
 
-        trainer.atomic_write_text = write
+        loop.atomic_write_text = write
     elif kind == "final-save":
         real_save_file = pretrained.save_file
 
@@ -105,7 +105,7 @@ def main() -> None:
         pretrained.save_file = save_file
         del real_save_file
     elif kind == "wait-after-checkpoint":
-        real_checkpoint = trainer.save_checkpoint
+        real_checkpoint = loop.save_checkpoint
 
         def save_then_wait(state: Any, path: Any) -> Any:
             result = real_checkpoint(state, path)
@@ -114,7 +114,7 @@ def main() -> None:
                 time.sleep(600)
             return result
 
-        trainer.save_checkpoint = save_then_wait
+        loop.save_checkpoint = save_then_wait
     elif kind != "none":
         raise SystemExit(f"unknown mode {mode}")
     RoCLTrainer(CONFIG, out).fit(data(), resume=resume)

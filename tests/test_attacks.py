@@ -17,32 +17,6 @@ def _loss(attack: InstanceWiseAttack, x: torch.Tensor, positives: torch.Tensor) 
         return float(attack.objective(x, attack.embed(positives)))
 
 
-@pytest.mark.parametrize("norm", ["linf", "l2"])
-@pytest.mark.parametrize("loss", ["contrastive", "mse", "cosine", "l1"])
-def test_output_in_ball_and_unit_box(
-    tiny_encoder: RoCLEncoder,
-    tiny_projector: ProjectionHead,
-    images: torch.Tensor,
-    norm: str,
-    loss: str,
-) -> None:
-    eps = 8 / 255 if norm == "linf" else 0.5
-    attack = InstanceWiseAttack(
-        tiny_encoder, tiny_projector, eps=eps, alpha=eps / 4, steps=3, norm=norm, loss=loss
-    )
-    adv = attack(images, _views(images), generator=torch.Generator().manual_seed(0))
-    assert adv.shape == images.shape
-    assert not adv.requires_grad
-    assert adv.min() >= 0
-    assert adv.max() <= 1
-    delta = (adv - images).flatten(1)
-    if norm == "linf":
-        assert delta.abs().max() <= eps + 1e-6
-    else:
-        assert delta.norm(dim=1).max() <= eps + 1e-5
-    assert delta.abs().max() > 0
-
-
 def test_raises_contrastive_loss_over_clean_and_noise(
     tiny_encoder: RoCLEncoder, tiny_projector: ProjectionHead, images: torch.Tensor
 ) -> None:
@@ -62,69 +36,6 @@ def test_raises_contrastive_loss_over_clean_and_noise(
         z_adv = tiny_projector(tiny_encoder(adv))
         z_pos = tiny_projector(tiny_encoder(positives))
     assert adv_loss == pytest.approx(float(nt_xent_loss(z_adv, z_pos)), rel=1e-5)
-
-
-@pytest.mark.parametrize("modes", [(True, True), (False, True), (True, False), (False, False)])
-def test_restores_modes_and_leaves_grads(
-    tiny_encoder: RoCLEncoder,
-    tiny_projector: ProjectionHead,
-    images: torch.Tensor,
-    modes: tuple[bool, bool],
-) -> None:
-    tiny_encoder.train(modes[0])
-    tiny_projector.train(modes[1])
-    # Some parameters with an existing .grad, the others with none.
-    first = next(tiny_encoder.parameters())
-    first.grad = torch.full_like(first, 0.25)
-    running_mean = tiny_encoder.bn1.running_mean.clone()
-    seen_modes = []
-    hook = tiny_encoder.register_forward_pre_hook(
-        lambda module, _: seen_modes.append(module.training)
-    )
-    attack = InstanceWiseAttack(tiny_encoder, tiny_projector, steps=2)
-    attack(images, _views(images))
-    hook.remove()
-    assert seen_modes
-    assert not any(seen_modes)
-    assert tiny_encoder.training == modes[0]
-    assert tiny_projector.training == modes[1]
-    assert torch.equal(first.grad, torch.full_like(first, 0.25))
-    assert all(p.grad is None for p in list(tiny_encoder.parameters())[1:])
-    assert all(p.grad is None for p in tiny_projector.parameters())
-    assert torch.equal(tiny_encoder.bn1.running_mean, running_mean)  # no BN statistics update
-
-
-def test_restores_modes_on_error(tiny_encoder: RoCLEncoder, images: torch.Tensor) -> None:
-    wrong_head = ProjectionHead(tiny_encoder.feature_dim + 1, 8, 4)  # in_dim mismatch
-    tiny_encoder.train()
-    attack = InstanceWiseAttack(tiny_encoder, wrong_head, steps=1)
-    with pytest.raises(ValueError, match="in_dim"):
-        attack(images, _views(images))
-    assert tiny_encoder.training
-    assert wrong_head.training
-
-
-def test_reproducible_with_generator(
-    tiny_encoder: RoCLEncoder, tiny_projector: ProjectionHead, images: torch.Tensor
-) -> None:
-    attack = InstanceWiseAttack(tiny_encoder, tiny_projector, steps=2)
-    positives = _views(images)
-    a = attack(images, positives, generator=torch.Generator().manual_seed(3))
-    b = attack(images, positives, generator=torch.Generator().manual_seed(3))
-    c = attack(images, positives, generator=torch.Generator().manual_seed(4))
-    assert torch.equal(a, b)
-    assert not torch.equal(a, c)
-
-
-def test_eps_zero_returns_input(
-    tiny_encoder: RoCLEncoder, tiny_projector: ProjectionHead, images: torch.Tensor
-) -> None:
-    attack = InstanceWiseAttack(tiny_encoder, tiny_projector, eps=0.0, steps=5)
-    adv = attack(images, _views(images))
-    assert torch.equal(adv, images)
-    # The projection itself is exact at eps = 0 too.
-    assert torch.equal(project(images + 0.1, images, 0.0, "linf"), images)
-    assert torch.equal(project(images + 0.1, images, 0.0, "l2"), images)
 
 
 def _recomputing_every_step(
@@ -199,44 +110,6 @@ def test_cached_positives_equal_recomputing_every_step(
     torch.testing.assert_close(grad_cached, grad_recomputed, rtol=0, atol=1e-4 * scale)
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        ({"eps": -0.1}, "eps"),
-        ({"steps": -1}, "steps"),
-        ({"alpha": 0.0}, "alpha"),
-        ({"norm": "l3"}, "norm"),
-        ({"loss": "kl"}, "attack loss"),
-        ({"temperature": 0.0}, "temperature"),
-    ],
-)
-def test_bad_hyperparameters(
-    tiny_encoder: RoCLEncoder,
-    tiny_projector: ProjectionHead,
-    kwargs: dict[str, object],
-    message: str,
-) -> None:
-    with pytest.raises(ValueError, match=message):
-        InstanceWiseAttack(tiny_encoder, tiny_projector, **kwargs)  # type: ignore[arg-type]
-
-
-def test_bad_images(
-    tiny_encoder: RoCLEncoder, tiny_projector: ProjectionHead, images: torch.Tensor
-) -> None:
-    attack = InstanceWiseAttack(tiny_encoder, tiny_projector, steps=1)
-    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
-        attack(images[:, :1], images[:, :1])
-    with pytest.raises(TypeError, match="float"):
-        attack((images * 255).to(torch.uint8), images)
-    with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        attack(images * 2, images)
-    nan = images.clone()
-    nan[0, 0, 0, 0] = float("nan")
-    with pytest.raises(ValueError, match="NaN"):
-        attack(nan, images)
-    with pytest.raises(ValueError, match="shape"):
-        attack(images, images[:4])
-    with pytest.raises(ValueError, match="at least 2"):
-        attack(images[:1], images[:1])
-    with pytest.raises(ValueError, match="empty"):
-        attack(images[:0], images[:0])
+def test_projection_is_exact_at_eps_zero(images: torch.Tensor) -> None:
+    for norm in ("linf", "l2", "l1"):
+        assert torch.equal(project(images + 0.1, images, 0.0, norm), images)

@@ -131,3 +131,6 @@ def test_bad_images() -> None:
         aug(torch.rand(3, 32, 32))
     with pytest.raises(TypeError, match="uint8 or float"):
         aug(torch.ones(2, 3, 32, 32, dtype=torch.int64))
+    # A generator on another device than the images (meta tensors stand in for a GPU).
+    with pytest.raises(ValueError, match=r"the generator is on cpu but the images are on meta"):
+        aug(torch.zeros(2, 3, 32, 32, device="meta"), torch.Generator())

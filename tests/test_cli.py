@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
 import logging
 import subprocess
@@ -11,10 +13,10 @@ import torch
 from torchvision.io import write_png
 
 import robust_contrastive
-from robust_contrastive import RoCLEncoder
-from robust_contrastive._names import ARCHS, THREAT_NAMES
-from robust_contrastive.cli import main
-from robust_contrastive.cli._common import _show
+from robust_contrastive import RoCLEncoder, TrainConfig
+from robust_contrastive._names import ARCHS, SAMPLE_SPLIT_OVERLAP, THREAT_NAMES
+from robust_contrastive.cli import build_parser, main
+from robust_contrastive.cli._common import _field_comments, _show
 from robust_contrastive.cli.quickstart import _details_to_file
 from robust_contrastive.models import ProjectionHead
 
@@ -180,7 +182,7 @@ def test_probe_selects_the_r_le_epoch_on_robust_accuracy(
     )
     assert code == 0
     last = json.loads(capsys.readouterr().out.split("last epoch: ")[1].splitlines()[0])
-    assert 0.0 <= last["val_robust_accuracy"] <= 1.0  # scored under the r-LE attack
+    assert 0.0 <= last["val_adv_acc"] <= 1.0  # scored under the r-LE attack
     assert (probe_dir / "model.safetensors").is_file()
 
 
@@ -446,6 +448,77 @@ def test_help_lists_choices_fractions_and_examples(capsys: pytest.CaptureFixture
     assert "linf-8/255, linf-16/255" in capsys.readouterr().out
 
 
+def test_each_command_runs_the_function_it_is_named_after() -> None:
+    subparsers = next(
+        a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)
+    )
+    commands = "train quickstart probe evaluate card push list-pretrained convert"
+    assert list(subparsers.choices) == commands.split()
+    for name, parser in subparsers.choices.items():
+        assert parser.get_default("func").__name__ == "_cmd_" + name.replace("-", "_")
+
+
+@dataclasses.dataclass
+class _Commented:
+    # a group
+    first: int = 1  # the first field, whose comment goes
+    # on over the next line
+    # and this one
+    bare: int = 2
+
+    # a group after a blank line, not a continuation
+    last: str = "#"  # a '#' in a default is no comment
+
+
+def test_field_comments_follow_the_comment_lines_below_a_field() -> None:
+    assert _field_comments(_Commented) == {
+        "first": "the first field, whose comment goes on over the next line and this one",
+        "bare": "",
+        "last": "a '#' in a default is no comment",
+    }
+
+
+def test_every_config_option_takes_its_help_from_the_config_field() -> None:
+    comments = _field_comments(TrainConfig)
+    subparsers = next(
+        a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)
+    )
+    for command in ("train", "quickstart"):
+        actions = {a.dest: a for a in subparsers.choices[command]._actions}
+        for field in dataclasses.fields(TrainConfig):
+            assert comments[field.name], f"TrainConfig.{field.name} has no comment"
+            help_text = actions[field.name].help
+            assert help_text is not None
+            assert help_text.startswith(f"{comments[field.name]} (default: ")
+    # A comment continued on the lines below its field, up to the next group's heading.
+    assert comments["attack_source"].endswith("Target: t'(x) either way")
+    assert comments["regularizer_forward"].endswith("(cheaper, other BatchNorm statistics)")
+
+
+def test_data_help_takes_the_sample_overlap_from_the_data_record(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"{SAMPLE_SPLIT_OVERLAP['sample']['held_out']} of them are also in 'sample'" in text
+
+
+def test_quickstart_refuses_a_rerun_before_touching_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "quick"
+    (out / "rocl" / "checkpoints").mkdir(parents=True)
+    (out / "rocl" / "checkpoints" / "last.pt").write_bytes(b"a checkpoint")
+    (out / "quickstart.log").write_text("the earlier run's log\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["quickstart", "--out", str(out), *TINY_FLAGS])
+    assert exit_info.value.code == 2
+    assert "--resume" in capsys.readouterr().err
+    assert (out / "quickstart.log").read_text() == "the earlier run's log\n"
+    assert sorted(p.name for p in out.iterdir()) == ["quickstart.log", "rocl"]
+
+
 @pytest.mark.parametrize(
     ("value", "shown"),
     [(8 / 255, "8/255"), (2 / 255, "2/255"), (0.007, "0.007"), (0.5, "0.5"), (256.0, "256.0")],
@@ -455,8 +528,9 @@ def test_defaults_shown_as_fractions_of_255(value: float, shown: str) -> None:
 
 
 def test_command_line_import_does_not_import_torch() -> None:
-    code = (
+    code = (  # building the parser reads the config fields' comments, without torch
         "import sys, robust_contrastive, robust_contrastive.cli; "
+        "robust_contrastive.cli.build_parser(); "
         "print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))"
     )
     result = subprocess.run(

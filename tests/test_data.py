@@ -27,7 +27,7 @@ from robust_contrastive.data import (
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # The splits of the CIFAR-10 reproduction that trained the bundled pretrained models: indices
 # into the sorted cifar10-train ImageFolder listing (index i = class i // 5000, file i % 5000).
-SPLIT_FILE = REPO_ROOT / "benchmarks" / "results" / "cifar10_cpu_split.json"
+SPLIT_FILE = REPO_ROOT / "experiments" / "results" / "cifar10_cpu_split.json"
 
 # torchvision >= 0.29 deprecates torchvision.io (used here to write the test images).
 pytestmark = pytest.mark.filterwarnings(
@@ -217,7 +217,7 @@ def test_held_out_sample_records_its_files() -> None:
     files = metadata["files"].split(",")
     indices = sample_indices(held_out=True).tolist()
     assert files == [f"{classes[i // 5000]}/{i % 5000:04d}.jpg" for i in indices]
-    assert metadata["split_file"] == "benchmarks/results/cifar10_cpu_split.json"
+    assert metadata["split_file"] == "experiments/results/cifar10_cpu_split.json"
     assert metadata["split_part"] == "val"
     assert metadata["per_class"] == "200"
 
@@ -263,17 +263,10 @@ def test_load_dataset_sample_held_out() -> None:
 
 
 def test_build_sample_from_split_indices(tmp_path: Path) -> None:
-    import importlib.util
-
     from safetensors import safe_open
 
-    spec = importlib.util.spec_from_file_location(
-        "build_sample", REPO_ROOT / "tools" / "build_sample.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    build_sample = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(build_sample)
+    from tools import build_sample
+
     generator = torch.Generator().manual_seed(0)
     for name in ("a", "b"):
         (tmp_path / "src" / name).mkdir(parents=True)

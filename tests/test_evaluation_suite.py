@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -12,10 +14,20 @@ from robust_contrastive import InstanceWiseAttack, ProjectionHead, RoCLEncoder
 from robust_contrastive.attacks import PGD
 from robust_contrastive.evaluation.checks import (
     UnreliableEvaluationWarning,
+    class_counts,
     evaluation_set_warnings,
+    figure_warnings,
+    majority_rate,
+    steps_warnings,
+    zero_gradient_warnings,
+)
+from robust_contrastive.evaluation.suite import (
+    THREATS,
+    Threat,
+    ThreatResult,
+    evaluate_robustness,
     zero_gradient_fraction,
 )
-from robust_contrastive.evaluation.suite import THREATS, Threat, evaluate_robustness
 from robust_contrastive.evaluation.transfer import transfer_accuracy
 
 NUM_CLASSES = 4
@@ -237,3 +249,47 @@ def test_evaluation_set_rules() -> None:
     (few,) = evaluation_set_warnings([40, 40], num_classes=2)
     assert "only 80 evaluation images" in few
     assert "1.2 points" in few  # 100 / 80 per image
+
+
+def test_class_counts_and_the_majority_rate() -> None:
+    assert class_counts(torch.tensor([0, 2, 2])) == [1, 0, 2]
+    assert class_counts([1, 1], num_classes=4) == [0, 2, 0, 0]
+    assert class_counts([]) == []
+    with pytest.raises(ValueError, match=">= 0"):
+        class_counts([0, -1])
+    assert majority_rate([1, 0, 3]) == 0.75
+    assert majority_rate([0, 0]) == 0.0
+
+
+def _figure(name: str, eps: float, accuracy: float) -> ThreatResult:
+    return ThreatResult(name, "linf", eps, eps / 4, 20, "pgd", "headline", accuracy, 100, 0, 1.0)
+
+
+def test_figure_checks_are_pure_functions_of_the_numbers() -> None:
+    assert zero_gradient_warnings(0.0) == []
+    assert "25.0 % of images" in zero_gradient_warnings(0.25)[0]
+    sound = [_figure("small", 4 / 255, 0.5), _figure("large", 8 / 255, 0.3)]
+    assert figure_warnings(0.9, sound) == []
+    (above,) = figure_warnings(0.4, sound)
+    assert "small: robust accuracy 50.00 % exceeds the clean accuracy 40.00 %" in above
+    (rising,) = figure_warnings(
+        0.9, [_figure("small", 4 / 255, 0.3), _figure("large", 8 / 255, 0.5)]
+    )
+    assert "rises with a larger radius" in rising
+    assert steps_warnings("pgd", 20, 0.40, 100, 0.39, 100) == []  # converged
+    assert "rises with more steps" in steps_warnings("pgd", 20, 0.40, 100, 0.41, 100)[0]
+    assert "PGD-20 has not converged" in steps_warnings("pgd", 20, 0.40, 100, 0.30, 100)[0]
+
+
+def test_the_checks_import_neither_torch_nor_the_suite() -> None:
+    # The evaluation package imports torch; its checks module alone must not, nor the suite.
+    script = (
+        "import sys, types, robust_contrastive; "
+        "package = types.ModuleType('robust_contrastive.evaluation'); "
+        "package.__path__ = [robust_contrastive.__path__[0] + '/evaluation']; "
+        "sys.modules['robust_contrastive.evaluation'] = package; "
+        "import robust_contrastive.evaluation.checks; "
+        "assert 'torch' not in sys.modules; "
+        "assert 'robust_contrastive.evaluation.suite' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True)

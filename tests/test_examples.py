@@ -206,3 +206,15 @@ def test_publish_model(tmp_path: Path) -> None:
     assert min(report["class_counts"]) > 0
     assert 0.15 < report["clean_accuracy"] < 0.6  # the bundled encoder: about 0.3, chance 0.1
     assert "load_sample(held_out=True)" in card.text
+
+
+def test_custom_objective(tmp_path: Path) -> None:
+    out = tmp_path / "distil"
+    completed = run_example("custom_objective.py", "--out", out)
+    record = json.loads(completed.stdout.splitlines()[-1])
+    assert record["epoch"] == 1
+    assert 0 < record["loss_adv"] <= 2  # a cosine distance is in [0, 2]
+    assert record["loss"] == pytest.approx(record["loss_clean"] + record["loss_adv"], rel=1e-3)
+    for name in ("metrics.jsonl", "distil_config.json", "checkpoints/last.pt"):
+        assert (out / name).is_file(), f"custom_objective.py did not write {name}"
+    run_example("custom_objective.py", "--out", out, "--resume")  # done: resumes, trains nothing

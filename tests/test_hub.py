@@ -11,11 +11,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from robust_contrastive import ProjectionHead, RobustLinearProbe, RoCLEncoder
-from robust_contrastive.hub import resolve_model_folder
 from robust_contrastive.registry import (
     ChecksumError,
     entry_from_folder,
     register_pretrained,
+    resolve_model_folder,
     unregister_pretrained,
 )
 
@@ -200,3 +200,39 @@ def test_no_projector_to_load_is_a_clear_error(tmp_path: Path) -> None:
         ProjectionHead.from_pretrained(tmp_path / "alone")
     with pytest.raises(FileNotFoundError, match="rocl-linear-probe"):
         ProjectionHead.from_pretrained("rocl-resnet18-w16-cifar10-cpu-probe")
+
+
+def test_hub_is_a_leaf_module() -> None:
+    """hub imports only the folder layout (and the version string): no cycle with registry."""
+    import ast
+
+    import robust_contrastive.hub as hub
+    import robust_contrastive.registry as registry
+
+    def package_imports(module: object) -> set[tuple[str, str]]:
+        tree = ast.parse(Path(str(getattr(module, "__file__", ""))).read_text())
+        return {
+            (node.module or "", alias.name)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.level > 0
+            for alias in node.names
+        }
+
+    assert {module for module, _ in package_imports(hub)} <= {"layout", ""}
+    assert {name for module, name in package_imports(hub) if not module} == {"__version__"}
+    assert not any(m == "hub" and n.startswith("_") for m, n in package_imports(registry))
+    for name in ("hub", "registry"):  # each imports alone, in a fresh interpreter
+        loaded = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                f"import sys, robust_contrastive.{name}; "
+                "print(' '.join(m for m in sys.modules if m.startswith('robust_contrastive.')))",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        assert "robust_contrastive.models" not in loaded
+        if name == "hub":
+            assert "robust_contrastive.registry" not in loaded

@@ -10,16 +10,20 @@ import torch
 from huggingface_hub import ModelCard
 
 from robust_contrastive import (
+    FinetuneConfig,
+    ImageDataset,
     RobustLinearProbe,
     RoCLEncoder,
     TrainConfig,
     attach_evaluation,
+    finetune,
     write_model_card,
 )
 from robust_contrastive.evaluation.suite import RobustnessReport, ThreatResult
 from robust_contrastive.model_card import (
     COMPARISON_NAME,
     EVAL_RESULTS_NAME,
+    METRICS_NAME,
     PROVENANCE_NAME,
     render_model_card,
     weights_checksums,
@@ -291,3 +295,43 @@ def test_bundled_cards_carry_what_a_researcher_needs(name: str) -> None:
         assert "kept epoch" in text
     else:
         assert 'ProjectionHead.from_pretrained("' + name + '")' in text
+
+
+def test_the_card_of_a_fine_tuned_folder_describes_the_fine_tuning(tmp_path: Path) -> None:
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (12, 3, 16, 16), dtype=torch.uint8, generator=generator)
+    data = ImageDataset(images, torch.arange(12) % 2, ("a", "b"))
+    config = FinetuneConfig(
+        method="trades", epochs=2, batch_size=4, attack_steps=1, val_attack_steps=1, progress=False
+    )
+    finetune(RoCLEncoder(width=4), data, config, val=data.subset(range(4)), out_dir=tmp_path)
+    text = (tmp_path / "README.md").read_text()  # written by save_pretrained at the end
+    assert "No training record" not in text
+    assert "fine-tuned together by TRADES" in text
+    assert "trained together by TRADES (Zhang et al.)" in text
+    assert "| trades_beta | 6.0 |" in text
+    assert "| alpha | 2/255 |" in text
+    assert "ss_weight" not in text  # an AT+SS setting
+    assert "Started from a resnet18 encoder whose training is not recorded" in text
+    assert "Fine-tuned 2 epochs" in text
+    assert "the best validation PGD-1 accuracy" in text
+    assert "`finetune_config.json`" in text
+    assert "adversarial-training" in ModelCard.load(tmp_path / "README.md").data.to_dict()["tags"]
+    # A folder written before the metric names were unified (clean_acc, adv_acc) still reads.
+    old_names = {"train_clean_acc": "clean_acc", "train_adv_acc": "adv_acc"}
+    records = [json.loads(line) for line in (tmp_path / METRICS_NAME).read_text().splitlines()]
+    records = [{old_names.get(k, k): v for k, v in r.items()} for r in records]
+    (tmp_path / METRICS_NAME).write_text("".join(json.dumps(r) + "\n" for r in records))
+    last = records[-1]
+    assert (
+        f"training accuracy {100 * last['clean_acc']:.1f} % clean and "
+        f"{100 * last['adv_acc']:.1f} % under the training attack"
+    ) in render_model_card(tmp_path)
+    # With the encoder's own training record, the card says which encoder it started from.
+    (tmp_path / "encoder" / "train_config.json").write_text(
+        json.dumps(TrainConfig(width=4, batch_size=8).to_dict())
+    )
+    text = render_model_card(tmp_path)
+    assert "fine-tuned together by TRADES (RoCL encoder)" in text
+    assert "Started from a RoCL encoder: its training is described below." in text
+    assert "### The encoder's training" in text

@@ -59,7 +59,7 @@ def test_clean_probe_learns_a_separable_problem(encoder: RoCLEncoder) -> None:
     images, labels = colour_data(64, seed=0)
     test_images, test_labels = colour_data(64, seed=1)
     probe = RobustLinearProbe(encoder, NUM_CLASSES, epochs=30, batch_size=16, lr=0.5, augment=False)
-    history = probe.fit(images, labels, progress=False)
+    history = probe.fit(images, labels, progress=False).history
     assert len(history) == 30
     assert history[-1]["loss"] < history[0]["loss"]
     assert not probe.training
@@ -75,10 +75,10 @@ def test_fit_accepts_an_image_dataset(encoder: RoCLEncoder) -> None:
         classes=("red", "green", "blue", "yellow"),
     )
     probe = RobustLinearProbe(encoder, NUM_CLASSES, epochs=2, batch_size=8, augment=False)
-    history = probe.fit(dataset, val=dataset, progress=False)
+    history = probe.fit(dataset, val=dataset, progress=False).history
     assert [h["epoch"] for h in history] == [1, 2]
-    assert 0.0 <= history[-1]["val_accuracy"] <= 1.0
-    assert accuracy(probe, dataset) == pytest.approx(max(h["val_accuracy"] for h in history))
+    assert 0.0 <= history[-1]["val_clean_acc"] <= 1.0
+    assert accuracy(probe, dataset) == pytest.approx(max(h["val_clean_acc"] for h in history))
 
 
 def test_fast_path_encodes_once_and_matches_the_slow_path(encoder: RoCLEncoder) -> None:
@@ -87,7 +87,7 @@ def test_fast_path_encodes_once_and_matches_the_slow_path(encoder: RoCLEncoder) 
     epochs = 4
     fast = RobustLinearProbe(encoder, NUM_CLASSES, epochs=epochs, batch_size=16, augment=False)
     seen = _count_images(encoder)
-    fast_history = fast.fit(images, labels, val=(val_images, val_labels), progress=False)
+    fast_history = fast.fit(images, labels, val=(val_images, val_labels), progress=False).history
     # One pass over the training data and one over the validation data, not one per epoch.
     assert sum(seen) == 40 + 12
 
@@ -101,12 +101,12 @@ def test_fast_path_encodes_once_and_matches_the_slow_path(encoder: RoCLEncoder) 
         augment=True,
         augmentation=lambda x, _generator: x,
     )
-    slow_history = slow.fit(images, labels, val=(val_images, val_labels), progress=False)
+    slow_history = slow.fit(images, labels, val=(val_images, val_labels), progress=False).history
     # per epoch, plus validation once, plus the clean training images once (the chance check)
     assert sum(seen) == 40 * epochs + 12 + 40
     for f, s in zip(fast_history, slow_history):
         assert f["loss"] == pytest.approx(s["loss"], rel=1e-4)
-        assert f["train_accuracy"] == s["train_accuracy"]
+        assert f["train_clean_acc"] == s["train_clean_acc"]
     torch.testing.assert_close(fast.head.weight, slow.head.weight, rtol=1e-4, atol=1e-5)
     assert accuracy(fast, val_images, val_labels) == accuracy(slow, val_images, val_labels)
 
@@ -160,7 +160,7 @@ def test_rle_with_the_default_pgd_attack(encoder: RoCLEncoder) -> None:
         attack_steps=2,
         augment=False,
     )
-    history = probe.fit(images, labels, progress=False)
+    history = probe.fit(images, labels, progress=False).history
     assert len(history) == 2
     assert all(h["loss"] > 0 for h in history)
     assert probe.config.adversarial
@@ -219,15 +219,15 @@ def test_best_validation_epoch_is_kept_and_val_never_trains(encoder: RoCLEncoder
     wrong_labels = (val_labels + 1) % NUM_CLASSES  # the better the probe, the worse on these
     kwargs = {"epochs": 8, "batch_size": 8, "lr": 0.5, "augment": False}
     probe = RobustLinearProbe(encoder, NUM_CLASSES, **kwargs)  # type: ignore[arg-type]
-    history = probe.fit(images, labels, val=(val_images, wrong_labels), progress=False)
-    scores = [h["val_accuracy"] for h in history]
+    history = probe.fit(images, labels, val=(val_images, wrong_labels), progress=False).history
+    scores = [h["val_clean_acc"] for h in history]
     best = max(range(len(scores)), key=lambda i: (scores[i], -i))  # earliest of the best
     assert probe.best_epoch == best + 1
     assert accuracy(probe, val_images, wrong_labels) == pytest.approx(scores[best])
 
     # The validation data only selects: training is the same without it.
     plain = RobustLinearProbe(encoder, NUM_CLASSES, **kwargs)  # type: ignore[arg-type]
-    plain_history = plain.fit(images, labels, progress=False)
+    plain_history = plain.fit(images, labels, progress=False).history
     assert [h["loss"] for h in plain_history] == [h["loss"] for h in history]
     assert plain.best_epoch == 8
     assert probe.best_epoch is not None
@@ -254,9 +254,9 @@ def test_robust_selection_keeps_the_epoch_with_the_best_pgd_accuracy(
     )
     history = probe.fit(
         images, labels, val=(val_images, val_labels), select="robust", seed=2, progress=False
-    )
-    robust = [h["val_robust_accuracy"] for h in history]
-    assert all("val_accuracy" in h for h in history)  # clean accuracy is still recorded
+    ).history
+    robust = [h["val_adv_acc"] for h in history]
+    assert all("val_clean_acc" in h for h in history)  # clean accuracy is still recorded
     best = max(range(len(robust)), key=lambda i: (robust[i], -i))  # earliest of the best
     assert probe.best_epoch == best + 1
     # The kept head's accuracy under the same attack, recomputed with an independent PGD run
@@ -269,7 +269,7 @@ def test_robust_selection_keeps_the_epoch_with_the_best_pgd_accuracy(
         [pgd(val_images[i : i + 8], val_labels[i : i + 8], generator) for i in (0, 8)]
     )
     assert accuracy(probe, adversarial, val_labels) == pytest.approx(robust[best])
-    assert min(robust) < max(h["val_accuracy"] for h in history)  # the attack does bite
+    assert min(robust) < max(h["val_clean_acc"] for h in history)  # the attack does bite
 
 
 def test_select_must_be_clean_or_robust(encoder: RoCLEncoder) -> None:

@@ -179,8 +179,8 @@ def test_write_registry_entry_adds_replaces_and_checks_the_files(tmp_path: Path)
 
 
 # ---------------------------------------------------------------- the project's own models
-# Bundled by ``benchmarks/reproduce_cifar10.py --register``: every bundled entry must load
-# offline by name and carry its measured figures in its card.
+# Bundled by ``tools/register_pretrained.py`` from a run of ``experiments/reproduce_cifar10.py``:
+# every bundled entry must load offline by name and carry its measured figures in its card.
 SHIPPED = ("rocl-resnet18-w16-cifar10-cpu", "simclr-resnet18-w16-cifar10-cpu")
 BUNDLED = [entry for entry in list_pretrained() if entry.bundled]
 ROOT = Path(__file__).resolve().parent.parent
@@ -239,7 +239,7 @@ def test_the_bundled_rocl_probe_gives_its_card_figures_when_re_evaluated() -> No
     """Re-evaluate the bundled RoCL probe on the held-out images of the reproduction run."""
     from robust_contrastive import evaluate_robustness, load_dataset
 
-    split = json.loads((ROOT / "benchmarks" / "results" / "cifar10_cpu_split.json").read_text())
+    split = json.loads((ROOT / "experiments" / "results" / "cifar10_cpu_split.json").read_text())
     held_out = load_dataset(str(CIFAR10_TRAIN)).subset(split["val"])
     probe = RobustLinearProbe.from_pretrained(f"{SHIPPED[0]}-probe")
     report = evaluate_robustness(

@@ -201,3 +201,6 @@ def test_bad_inputs_raise(probe: RobustLinearProbe) -> None:
     )
     with pytest.raises(ValueError, match="one image per input image"):
         batch_changing(torch.rand(2, 3, 8, 8))
+    on_cpu = TransformationSmoothedClassifier.from_probe(probe, generator=torch.Generator())
+    with pytest.raises(ValueError, match=r"images are on meta: create it with torch.Generator"):
+        on_cpu.smoothed_features(torch.zeros(2, 3, 8, 8, device="meta"))

@@ -1,9 +1,10 @@
-"""The benchmark's baseline (the original algorithm) and RoCLTrainer compute the same loss.
+"""The original algorithm (``tests.reference``, the benchmark's baseline) and RoCLTrainer compute
+the same loss.
 
-``benchmarks/throughput.py`` holds a plain implementation of the original RoCL step; these tests
-feed it the views t(x), t'(x) and the attack start that ``RoCLTrainer.compute_loss`` draws, and
-compare the losses, the adversaries and BatchNorm's running statistics. They also check the
-BatchNorm folding used by the attack and the encoder-work counts the benchmark reports.
+``tests/reference/original_rocl.py`` holds a plain implementation of the original RoCL step;
+these tests feed it the views t(x), t'(x) and the attack start that ``RoCLTrainer.compute_loss``
+draws, and compare the losses, the adversaries and BatchNorm's running statistics. They also check
+the BatchNorm folding used by the attack and the encoder-work counts the benchmark reports.
 
 The step comparisons run in float64 (models, views and attack start). The two implementations
 order their float operations differently (cached positives, clamp-then-project, folded
@@ -18,11 +19,7 @@ rounding. The loss itself stays float32 (``RoCLTrainer`` casts the latents to fl
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from dataclasses import replace
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -31,8 +28,14 @@ import torch
 from robust_contrastive import RoCLEncoder, RoCLTrainer, TrainConfig
 from robust_contrastive.losses import nt_xent_loss
 from robust_contrastive.training.folding import FoldedEncoder
-
-BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "throughput.py"
+from tests.reference import (
+    OriginalRoCL,
+    counted_units,
+    library_views,
+    original_nt_xent,
+    units_baseline,
+    units_library,
+)
 
 # Width 8: torch 2.14.1's CPU conv backward crashes on channels_last layers of 4 channels.
 SMALL = TrainConfig(
@@ -47,17 +50,6 @@ SMALL = TrainConfig(
     channels_last=False,
     attack_fold_batchnorm=False,
 )
-
-
-@pytest.fixture(scope="module")
-def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("throughput_benchmark", BENCHMARK)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture
@@ -95,31 +87,20 @@ def _float64(trainer: RoCLTrainer) -> RoCLTrainer:
     return trainer
 
 
-def _baseline(bench: ModuleType, cfg: TrainConfig) -> Any:
-    trainer = _float64(_trained_statistics(RoCLTrainer(cfg)))
-    return bench.OriginalRoCL(
-        trainer.encoder,
-        trainer.projector,
-        trainer.optimizer,
-        eps=cfg.eps,
-        alpha=cfg.alpha,
-        steps=cfg.attack_steps,
-        temperature=cfg.temperature,
-        reg_lambda=cfg.reg_lambda,
-        image_size=cfg.image_size,
-    )
+def _baseline(cfg: TrainConfig) -> OriginalRoCL:
+    return OriginalRoCL.from_trainer(_float64(_trained_statistics(RoCLTrainer(cfg))))
 
 
 def _buffers(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in module.state_dict().items() if "running" in k}
 
 
-def test_original_nt_xent_equals_the_library_loss(bench: ModuleType) -> None:
+def test_original_nt_xent_equals_the_library_loss() -> None:
     generator = torch.Generator().manual_seed(0)
     views = [torch.randn(6, 5, generator=generator) for _ in range(3)]
     for v in (2, 3):
         expected = nt_xent_loss(*views[:v], temperature=0.5)
-        actual = bench.original_nt_xent(torch.cat(views[:v]), v, 0.5)
+        actual = original_nt_xent(torch.cat(views[:v]), v, 0.5)
         assert actual.item() == pytest.approx(expected.item(), rel=1e-6)
 
 
@@ -140,11 +121,11 @@ def _assert_close_to_scale(actual: torch.Tensor, expected: torch.Tensor, rel: fl
     torch.testing.assert_close(actual, expected, rtol=0, atol=rel * float(expected.abs().max()))
 
 
-def test_baseline_loss_equals_compute_loss(bench: ModuleType, batch: torch.Tensor) -> None:
+def test_baseline_loss_equals_compute_loss(batch: torch.Tensor) -> None:
     library = _float64(_trained_statistics(RoCLTrainer(SMALL)))
-    baseline = _baseline(bench, SMALL)
+    baseline = _baseline(SMALL)
     images = batch.double() / 255
-    t1, t2, start = bench.library_views(library, images)  # what compute_loss draws next
+    t1, t2, start = library_views(library, images)  # what compute_loss draws next
     assert t1.dtype == start.dtype == torch.float64
 
     # The attack alone: the library's (cached positives, project-then-clamp) starts from
@@ -176,14 +157,12 @@ def test_baseline_loss_equals_compute_loss(bench: ModuleType, batch: torch.Tenso
         {"attack_fold_batchnorm": True, "channels_last": True},
     ],
 )
-def test_exact_speed_options_keep_the_loss(
-    bench: ModuleType, batch: torch.Tensor, changes: dict[str, Any]
-) -> None:
+def test_exact_speed_options_keep_the_loss(batch: torch.Tensor, changes: dict[str, Any]) -> None:
     cfg = replace(SMALL, **changes)
     library = _float64(_trained_statistics(RoCLTrainer(cfg)))
-    baseline = _baseline(bench, SMALL)
+    baseline = _baseline(SMALL)
     images = batch.double() / 255
-    t1, t2, start = bench.library_views(library, images)
+    t1, t2, start = library_views(library, images)
     # The folded (and channels_last) attack reaches the baseline's adversary...
     adv = _library_adversary(library, images)
     torch.testing.assert_close(adv, baseline.attack(t1, t2, start), rtol=0, atol=1e-12)
@@ -226,19 +205,19 @@ def test_folded_encoder_matches_eval_mode(arch: str) -> None:
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in encoder.modules())  # untouched
 
 
-def test_encoder_work_counts(bench: ModuleType) -> None:
-    assert bench.units_baseline(7) == 43
-    assert bench.units_library(replace(SMALL, attack_steps=7)) == 30
+def test_encoder_work_counts() -> None:
+    assert units_baseline(7) == 43
+    assert units_library(replace(SMALL, attack_steps=7)) == 30
     shared = replace(SMALL, attack_steps=7, regularizer_forward="shared")
-    assert bench.units_library(shared) == 24
-    assert bench.units_library(replace(SMALL, adversarial=False)) == 6
+    assert units_library(shared) == 24
+    assert units_library(replace(SMALL, adversarial=False)) == 6
     # Counted with a forward hook on a real step of each (2 attack steps to stay fast).
     cfg = replace(SMALL, attack_steps=2)
-    assert bench.counted_units("baseline", cfg, 2) == bench.units_baseline(2)
+    assert counted_units("baseline", cfg) == units_baseline(2)
     for variant in (cfg, replace(cfg, regularizer_forward="shared", attack_fold_batchnorm=True)):
-        assert bench.counted_units("rocl", variant, 2) == bench.units_library(variant)
+        assert counted_units("rocl", variant) == units_library(variant)
     simclr = replace(cfg, adversarial=False)
-    assert bench.counted_units("simclr", simclr, 2) == 6
+    assert counted_units("simclr", simclr) == 6
 
 
 @pytest.mark.parametrize("name", ["attack_fold_batchnorm", "compile", "channels_last"])

@@ -19,6 +19,7 @@ import torch
 from robust_contrastive import RoCLEncoder, RoCLTrainer, TrainConfig
 from robust_contrastive.models import ProjectionHead
 from robust_contrastive.training import LARS, NonFiniteLossError, load_checkpoint, save_checkpoint
+from robust_contrastive.training.loop import TrainingLoop
 from robust_contrastive.training.optim import warmup_cosine_lr
 
 TINY = TrainConfig(
@@ -230,18 +231,18 @@ def test_resume_equals_an_uninterrupted_run(
     reference = RoCLTrainer(TINY, tmp_path / "reference")
     reference.fit(data)
 
-    original_save = RoCLTrainer.save_checkpoint
+    original_save = TrainingLoop.save_checkpoint
 
-    def crash_after_epoch_one(self: RoCLTrainer) -> Path:
+    def crash_after_epoch_one(self: TrainingLoop) -> Path:
         path = original_save(self)
         if self.epoch == 1:
             raise KeyboardInterrupt("simulated crash")
         return path
 
-    monkeypatch.setattr(RoCLTrainer, "save_checkpoint", crash_after_epoch_one)
+    monkeypatch.setattr(TrainingLoop, "save_checkpoint", crash_after_epoch_one)
     with pytest.raises(KeyboardInterrupt):
         RoCLTrainer(TINY, tmp_path / "resumed").fit(data)
-    monkeypatch.setattr(RoCLTrainer, "save_checkpoint", original_save)
+    monkeypatch.setattr(TrainingLoop, "save_checkpoint", original_save)
     assert not (tmp_path / "resumed" / "model.safetensors").exists()
 
     resumed = RoCLTrainer(TINY, tmp_path / "resumed")

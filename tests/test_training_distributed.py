@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 from torchvision.io import write_png
 
-from robust_contrastive import RoCLEncoder, RoCLTrainer, TrainConfig
+from robust_contrastive import RobustLinearProbe, RoCLEncoder, RoCLTrainer, TrainConfig
+from robust_contrastive.evaluation import ProbeNotLearningWarning
 from robust_contrastive.models import ProjectionHead
 from robust_contrastive.training import distributed, load_checkpoint
 
@@ -161,6 +163,32 @@ def test_one_step_equals_one_process_on_the_union(tmp_path: Path) -> None:
         assert "needs CUDA" in result["sync_batchnorm_error"]
 
 
+def _rank_zero_probe_worker(rank: int, init_file: str, out_dir: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
+    try:
+        if rank == 0:  # a single-process loop inside the group: it must not wait for rank 1
+            g = torch.Generator().manual_seed(0)
+            images, labels = torch.rand(8, 3, 16, 16, generator=g), torch.arange(8) % 2
+            encoder = RoCLEncoder("resnet18", width=4)
+            probe = RobustLinearProbe(encoder, num_classes=2, epochs=2, batch_size=4)
+            with warnings.catch_warnings():  # random features may be at chance: not the point
+                warnings.simplefilter("ignore", ProbeNotLearningWarning)
+                history = probe.fit(images, labels, val=(images, labels), progress=False).history
+            torch.save({"epochs": len(history)}, f"{out_dir}/rank0.pt")
+        dist.barrier()  # rank 1 arrives here at once; rank 0 after its fit
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_single_process_fit_inside_a_process_group_stays_local(tmp_path: Path) -> None:
+    start_method = "fork" if sys.platform == "linux" else "spawn"
+    args = (str(tmp_path / "init"), str(tmp_path))
+    mp.start_processes(
+        _rank_zero_probe_worker, args=args, nprocs=WORLD, join=True, start_method=start_method
+    )
+    assert torch.load(tmp_path / "rank0.pt", weights_only=True) == {"epochs": 2}
+
+
 # ---------------------------------------------------------------- helpers on one process
 def test_shards_are_distributed_sampler_slices_and_steps_match_one_process() -> None:
     order = torch.randperm(23, generator=torch.Generator().manual_seed(0))
@@ -239,15 +267,15 @@ _LAUNCHER = textwrap.dedent(
 
     sys.addaudithook(audit)
     from robust_contrastive.cli import main
-    from robust_contrastive.training import RoCLTrainer
+    from robust_contrastive.training import TrainingLoop
     if CRASH:
-        original = RoCLTrainer.save_checkpoint
+        original = TrainingLoop.save_checkpoint
         def crash_after_epoch_one(self):
             path = original(self)
             if self.epoch == 1:
                 raise KeyboardInterrupt("simulated crash")
             return path
-        RoCLTrainer.save_checkpoint = crash_after_epoch_one
+        TrainingLoop.save_checkpoint = crash_after_epoch_one
     raise SystemExit(main(sys.argv[3:]))
     """
 )

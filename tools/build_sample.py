@@ -23,7 +23,7 @@ Usage (from the repository root)::
         --out src/robust_contrastive/assets/cifar10_sample.safetensors
     # the 2,000-image held-out sample (the evaluation split of the CIFAR-10 reproduction)
     python tools/build_sample.py --source ../shared/data/cifar10-train \
-        --indices-from benchmarks/results/cifar10_cpu_split.json --part val \
+        --indices-from experiments/results/cifar10_cpu_split.json --part val \
         --out src/robust_contrastive/assets/cifar10_heldout.safetensors
 
 Relative ``--source`` and ``--out`` paths are resolved against the repository root.

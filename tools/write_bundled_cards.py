@@ -4,11 +4,11 @@ For each bundled model folder under ``src/robust_contrastive/pretrained`` (the R
 encoders of the CPU reproduction and their linear probes), this script writes
 
 * ``provenance.json``: the exact images of each split of the reproduction
-  (``benchmarks/results/cifar10_cpu_split.json``) with their overlap with the bundled samples
+  (``experiments/results/cifar10_cpu_split.json``) with their overlap with the bundled samples
   (``load_sample()`` and ``load_sample(held_out=True)``, from ``sample_indices``), the probe's
-  selection record (``benchmarks/results/cifar10_cpu.json``) and the model's limitations;
+  selection record (``experiments/results/cifar10_cpu.json``) and the model's limitations;
 * ``comparison.json``: the model beside its SimCLR / RoCL twin and the supervised AT baseline of
-  the same run (from ``benchmarks/results/cifar10_cpu.json``) and beside the paper's figures
+  the same run (from ``experiments/results/cifar10_cpu.json``) and beside the paper's figures
   (quoted as the paper's, at its scale, from the reference settings);
 * the encoder's ``train_config.json``, ``metrics.jsonl`` and data record into its
   ``projector/`` and into its probe's ``encoder/``, so that their cards show how they were
@@ -17,8 +17,8 @@ encoders of the CPU reproduction and their linear probes), this script writes
 then regenerates every ``README.md`` (the folders and their ``projector/`` / ``encoder/``
 sub-folders) with ``write_model_card``. No weight file is touched: the registry's SHA-256
 values stay valid (checked at the end). Run from the repository root, and again after every
-``benchmarks/reproduce_cifar10.py --register`` (which copies the folders anew, without these
-records; tests/test_model_card.py fails on a bundled card that lacks them or is stale)::
+``tools/register_pretrained.py`` (which copies the folders anew, without these records;
+tests/test_model_card.py fails on a bundled card that lacks them or is stale)::
 
     python tools/write_bundled_cards.py
 """
@@ -42,8 +42,8 @@ from robust_contrastive.model_card import (
 from robust_contrastive.registry import PRETRAINED_DIR, get_pretrained, verify_checksums
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results" / "cifar10_cpu.json"
-SPLIT = ROOT / "benchmarks" / "results" / "cifar10_cpu_split.json"
+RESULTS = ROOT / "experiments" / "results" / "cifar10_cpu.json"
+SPLIT = ROOT / "experiments" / "results" / "cifar10_cpu_split.json"
 N_TRAIN_IMAGES = 50_000  # the CIFAR-10 training set: the listing the split indices count through
 # The paper's figures (Kim et al., NeurIPS 2020, Table 1; ResNet18 at width 64, 1,000 epochs on
 # the 50,000 CIFAR-10 training images, tested on the CIFAR-10 test set), with the independent
@@ -84,7 +84,7 @@ def provenance(
     def overlap(indices: set[int]) -> dict[str, int]:
         return {name: len(indices & images) for name, images in samples.items()}
 
-    listing = "split file (`benchmarks/results/cifar10_cpu_split.json`)"
+    listing = "split file (`experiments/results/cifar10_cpu_split.json`)"
     title = "RoCL" if method == "rocl" else "SimCLR"
     splits = [
         {
@@ -126,7 +126,7 @@ def provenance(
             "CIFAR-10 training set (50,000 images, a JPEG re-encoding in an ImageFolder "
             "`cifar10-train/<class>/NNNN.jpg`; index i is the file "
             "`classes[i // 5000]/{i % 5000:04d}.jpg`), split by "
-            "`benchmarks/reproduce_cifar10.py` (seed "
+            "`experiments/reproduce_cifar10.py` (seed "
             f"{budget['seed']}). The CIFAR-10 test set was not used."
         ),
         "image_size": [32, 32],
@@ -218,8 +218,8 @@ def comparison(method: str, results: dict[str, Any]) -> dict[str, Any]:
                 ],
                 "rows": rows,
                 "notes": [
-                    "This run's figures come from `benchmarks/results/cifar10_cpu.json` "
-                    "(`benchmarks/reproduce_cifar10.py`, the same images and budget for the "
+                    "This run's figures come from `experiments/results/cifar10_cpu.json` "
+                    "(`experiments/reproduce_cifar10.py`, the same images and budget for the "
                     "three models; n = number of held-out images). The paper's figures are "
                     "the paper's (Kim et al., NeurIPS 2020, Table 1: RoCL with standard linear "
                     "evaluation, SimCLR), at the paper's scale and on the CIFAR-10 test set, "

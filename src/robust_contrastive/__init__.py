@@ -30,45 +30,38 @@ if TYPE_CHECKING:
     )
     from .losses import nt_xent_loss
     from .model_card import attach_evaluation, write_model_card
-    from .models import ProjectionHead, RoCLEncoder
+    from .models import ProjectionHead, RoCLEncoder, load_pretrained
     from .registry import ChecksumError, PretrainedModel, list_pretrained, register_pretrained
-    from .training import RoCLTrainer, TrainConfig, TrainResult
+    from .training import FitResult, RoCLTrainer, TrainConfig, TrainResult
 
 # The package's version, defined here only (pyproject.toml reads it).
 __version__ = "0.1.0"
 
-# public name -> submodule that defines it (imported on first access)
+# public name -> submodule that defines it (imported on first access), listed by submodule
 _LAZY: dict[str, str] = {
-    "EOTPGD": "attacks",
-    "PGD": "attacks",
-    "InstanceWiseAttack": "attacks",
-    "autoattack": "attacks",
-    "SimCLRAugmentation": "augment",
-    "ImageDataset": "data",
-    "load_dataset": "data",
-    "load_sample": "data",
-    "train_val_split": "data",
-    "FinetuneConfig": "evaluation",
-    "RobustClassifier": "evaluation",
-    "RobustLinearProbe": "evaluation",
-    "RobustnessReport": "evaluation",
-    "Threat": "evaluation",
-    "TransformationSmoothedClassifier": "evaluation",
-    "evaluate_robustness": "evaluation",
-    "finetune": "evaluation",
-    "transfer_accuracy": "evaluation",
-    "nt_xent_loss": "losses",
-    "attach_evaluation": "model_card",
-    "write_model_card": "model_card",
-    "ProjectionHead": "models",
-    "RoCLEncoder": "models",
-    "ChecksumError": "registry",
-    "PretrainedModel": "registry",
-    "list_pretrained": "registry",
-    "register_pretrained": "registry",
-    "RoCLTrainer": "training",
-    "TrainConfig": "training",
-    "TrainResult": "training",
+    name: module
+    for module, names in {
+        "attacks": ("EOTPGD", "PGD", "InstanceWiseAttack", "autoattack"),
+        "augment": ("SimCLRAugmentation",),
+        "data": ("ImageDataset", "load_dataset", "load_sample", "train_val_split"),
+        "evaluation": (
+            "FinetuneConfig",
+            "RobustClassifier",
+            "RobustLinearProbe",
+            "RobustnessReport",
+            "Threat",
+            "TransformationSmoothedClassifier",
+            "evaluate_robustness",
+            "finetune",
+            "transfer_accuracy",
+        ),
+        "losses": ("nt_xent_loss",),
+        "model_card": ("attach_evaluation", "write_model_card"),
+        "models": ("ProjectionHead", "RoCLEncoder", "load_pretrained"),
+        "registry": ("ChecksumError", "PretrainedModel", "list_pretrained", "register_pretrained"),
+        "training": ("RoCLTrainer", "TrainConfig", "TrainResult", "FitResult"),
+    }.items()
+    for name in names
 }
 
 __all__ = [
@@ -76,6 +69,7 @@ __all__ = [
     "PGD",
     "ChecksumError",
     "FinetuneConfig",
+    "FitResult",
     "ImageDataset",
     "InstanceWiseAttack",
     "PretrainedModel",
@@ -97,6 +91,7 @@ __all__ = [
     "finetune",
     "list_pretrained",
     "load_dataset",
+    "load_pretrained",
     "load_sample",
     "nt_xent_loss",
     "register_pretrained",

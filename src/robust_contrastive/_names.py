@@ -1,7 +1,8 @@
 """The fixed sets of names that settings take, in a module that imports nothing heavy.
 
-The command line builds its ``--help`` (allowed values of every choice option) from these
-without importing torch; the modules that implement them import them from here.
+The command line builds its ``--help`` (allowed values of every choice option, the bundled
+samples' overlap) from these without importing torch; the modules that implement them import
+them from here.
 """
 
 from __future__ import annotations
@@ -28,3 +29,32 @@ THREAT_NAMES: tuple[str, ...] = (
 # Evaluations on fewer images are flagged (evaluation.checks) and kept off model cards'
 # model-index (model_card): below this, one image moves an accuracy by more than a point.
 MIN_EVAL_IMAGES = 100
+
+SAMPLE_SPLIT_OVERLAP: dict[str, dict[str, int]] = {
+    "sample": {
+        "images": 5000,
+        "encoder_train": 4722,
+        "probe_train": 4722,
+        "select": 89,
+        "held_out": 189,
+    },
+    "sample-held-out": {
+        "images": 2000,
+        "encoder_train": 0,
+        "probe_train": 0,
+        "select": 0,
+        "held_out": 2000,
+    },
+}
+"""How many images of each bundled sample the bundled pretrained models saw.
+
+Keys: the sample's spec (``"sample"``, ``"sample-held-out"``), then ``images`` (its size),
+``encoder_train`` (images that trained the bundled encoders ``rocl-resnet18-w16-cifar10-cpu``
+and ``simclr-resnet18-w16-cifar10-cpu``: ``"encoder_train"`` of
+``experiments/results/cifar10_cpu_split.json``), ``probe_train`` (images that trained their
+``-probe`` linear probes: the pool, every index in neither ``"val"`` nor ``"select"``),
+``select`` (images that chose the probes' epoch) and ``held_out`` (images of the evaluation
+split ``"val"``, never trained or selected on). The encoders' training images are a subset of
+the probes'. Computed from the split file with
+[`sample_indices`][robust_contrastive.data.sample_indices] (tests/test_data.py checks the
+figures)."""

@@ -2,10 +2,9 @@
 
 RoCL's views t(x), t'(x) come from (in the original's order) ``ColorJitter(0.4, 0.4, 0.4, 0.1)``
 with p=0.8, ``RandomGrayscale(p=0.2)``, ``RandomHorizontalFlip()`` and ``RandomResizedCrop(32)``.
-[`SimCLRAugmentation`][robust_contrastive.augment.SimCLRAugmentation] samples every image's own
-parameters with one set of batched draws (optionally from a ``torch.Generator``) and applies them
-with tensor operations: no Python loop over images, no host synchronisation, no PIL. Crop, resize
-and flip are one ``grid_sample``.
+Every image's parameters come from one set of batched draws and are applied with tensor
+operations (crop, resize and flip are one ``grid_sample``): no loop over images, no host
+synchronisation, no PIL.
 """
 
 from __future__ import annotations
@@ -15,6 +14,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+from .validation import check_generator
 
 _GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # luma weights of torchvision's rgb_to_grayscale
 _ATTEMPTS = 10  # RandomResizedCrop's number of tries before its centre-crop fallback
@@ -125,10 +126,8 @@ class SimCLRAugmentation:
             raise ValueError(f"scale must satisfy 0 < min <= max <= 1, got {scale}.")
         if not 0 < ratio[0] <= ratio[1]:
             raise ValueError(f"ratio must satisfy 0 < min <= max, got {ratio}.")
-        for name, s in (
-            ("brightness", brightness),
-            ("contrast", contrast),
-            ("saturation", saturation),
+        for name, s in zip(
+            ("brightness", "contrast", "saturation"), (brightness, contrast, saturation)
         ):
             if not 0 <= s <= 1:
                 raise ValueError(f"{name} strength must be in [0, 1], got {s}.")
@@ -189,14 +188,10 @@ class SimCLRAugmentation:
         else:
             fw, fh = float(width), float(height)
         any_fit = fits.any(dim=1)
+        fallback = ((height - fh) // 2, (width - fw) // 2, fh, fw)
+        boxes = zip((top, left, h, w), fallback)
         crop = torch.stack(
-            (
-                torch.where(any_fit, top, torch.full_like(top, (height - fh) // 2)),
-                torch.where(any_fit, left, torch.full_like(left, (width - fw) // 2)),
-                torch.where(any_fit, h, torch.full_like(h, fh)),
-                torch.where(any_fit, w, torch.full_like(w, fw)),
-            ),
-            dim=1,
+            [torch.where(any_fit, v, torch.full_like(v, f)) for v, f in boxes], dim=1
         )  # (B, 4)
 
         b, c, s, hue = self.strengths
@@ -218,8 +213,7 @@ class SimCLRAugmentation:
 
     def apply(self, images: torch.Tensor, params: AugmentationParams) -> torch.Tensor:
         """Apply ``params`` to ``images`` (B, 3, H, W) float in [0, 1] -> (B, 3, size, size)."""
-        x = self._color(images, params)
-        return self._crop_flip(x, params)
+        return self._crop_flip(self._color(images, params), params)
 
     def __call__(
         self, images: torch.Tensor, generator: torch.Generator | None = None
@@ -237,11 +231,7 @@ class SimCLRAugmentation:
             images = images.float() / 255.0
         elif not images.is_floating_point():
             raise TypeError(f"images must be uint8 or float in [0, 1], got {images.dtype}.")
-        if generator is not None and generator.device.type != images.device.type:
-            raise ValueError(
-                f"the generator is on {generator.device} but the images are on {images.device}: "
-                "create it with torch.Generator(device=images.device)."
-            )
+        check_generator(generator, images.device)
         batch, _, height, width = images.shape
         params = self.sample_params(batch, height, width, images.device, generator)
         return self.apply(images, params)
@@ -279,9 +269,7 @@ class SimCLRAugmentation:
     def _crop_flip(self, x: torch.Tensor, params: AugmentationParams) -> torch.Tensor:
         """Crop each image's box, resize it bilinearly to ``size`` and flip: one grid_sample."""
         batch, channels, height, width = x.shape
-        out_h = out_w = self.size if self.size is not None else None
-        if out_h is None or out_w is None:
-            out_h, out_w = height, width
+        out_h, out_w = (height, width) if self.size is None else (self.size, self.size)
         top, left, h, w = params.crop.to(x.dtype).unbind(1)
         # Affine map from output to input coordinates, normalised to [-1, 1]
         # (align_corners=False: -1 and 1 are the outer edges of the border pixels).

@@ -1,15 +1,14 @@
 """Convert checkpoints of the original RoCL implementation into this library's format.
 
-The original saves ``torch.save({"epoch", "acc", "model": state_dict, "optimizer_state",
-"rng_state"})`` where ``state_dict`` comes from a DistributedDataParallel model (``module.``
-prefixes): encoder keys ``conv1``, ``bn1``, ``layer1..4`` with ``shortcut`` projections, and a
-separate projector checkpoint with ``linear_1`` / ``linear_2``. This library's modules use the
-same names, so converting means: load safely, strip the prefixes, infer the architecture from the
-weights' shapes, and load strictly.
+The original saves ``torch.save({"epoch", "acc", "model": state_dict, ...})`` of a
+DistributedDataParallel model (``module.`` prefixes), the projector in a separate checkpoint.
+This library's modules use the same names, so converting means: load safely, strip the prefixes,
+infer the architecture from the weights' shapes, and load strictly.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import pickle
@@ -27,10 +26,8 @@ _PREFIXES = ("module.", "model.", "encoder.")
 
 
 def load_original_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
-    """The model state dict of an original RoCL checkpoint, loaded without running code.
-
-    ``torch.load(weights_only=True)`` accepts tensors, numbers, strings and containers only: a
-    pickle that would execute code is refused.
+    """The model state dict of an original RoCL checkpoint, loaded without running code
+    (``torch.load(weights_only=True)``).
 
     Raises:
         FileNotFoundError: no such file.
@@ -57,13 +54,8 @@ def load_original_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Te
             f"{file} holds no state dict of tensors (expected the original's "
             "{'model': state_dict, ...} or a bare state dict)."
         )
-    out: dict[str, torch.Tensor] = {}
-    for key, value in state.items():
-        for prefix in _PREFIXES:
-            if key.startswith(prefix):
-                key = key[len(prefix) :]
-        out[key] = value
-    return out
+    # Each prefix in turn ("module.encoder.conv1" -> "conv1").
+    return {functools.reduce(str.removeprefix, _PREFIXES, key): v for key, v in state.items()}
 
 
 def _infer_arch(state: dict[str, torch.Tensor]) -> tuple[str, int]:

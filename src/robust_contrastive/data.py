@@ -1,21 +1,7 @@
-"""In-memory labelled image data sets: loading, the bundled sample and stratified splits.
+"""In-memory labelled image data sets: loading, the bundled samples and stratified splits.
 
-Every loader returns an [`ImageDataset`][robust_contrastive.ImageDataset] that holds all images as
-one contiguous ``(N, 3, H, W) uint8`` tensor (values in ``[0, 255]``, RGB) and the labels as an
-``(N,) int64`` tensor. Three sources are supported:
-
-* a torchvision ``ImageFolder`` directory (``root/<class>/<image>.{jpg,jpeg,png}``),
-  see [`load_image_folder`][robust_contrastive.data.load_image_folder];
-* CIFAR-10 / CIFAR-100 through ``torchvision.datasets``, see
-  [`load_cifar`][robust_contrastive.data.load_cifar];
-* the two small CIFAR-10 samples shipped inside the package (5,000 images, most of which
-  trained the bundled pretrained models, and 2,000 held-out images they never saw), see
-  [`load_sample`][robust_contrastive.load_sample].
-
-[`load_dataset`][robust_contrastive.load_dataset] dispatches on a single string spec (``"sample"``,
-``"sample-held-out"``, ``"cifar10"``, ``"cifar100"`` or a folder path) and
-[`train_val_split`][robust_contrastive.train_val_split] draws a seeded, stratified validation split
-from the labels.
+Every loader returns an [`ImageDataset`][robust_contrastive.ImageDataset], from an ImageFolder
+directory, CIFAR-10/100 or the two CIFAR-10 samples shipped inside the package.
 """
 
 from __future__ import annotations
@@ -26,14 +12,17 @@ import logging
 import os
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 from torchvision.transforms.v2 import functional as tvf
 from tqdm.auto import tqdm
+
+from ._names import SAMPLE_SPLIT_OVERLAP as SAMPLE_SPLIT_OVERLAP
+from .validation import check_positive_int
 
 __all__ = [
     "HELD_OUT_PATH",
@@ -52,44 +41,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 SAMPLE_PATH: Path = Path(__file__).resolve().parent / "assets" / "cifar10_sample.safetensors"
-"""The bundled CIFAR-10 sample (5000 JPEG images, 500 per class) inside the package.
-
-Most of it trained the bundled pretrained models: see ``SAMPLE_SPLIT_OVERLAP``."""
+"""The bundled CIFAR-10 sample (500 JPEGs per class): most of it trained the bundled models."""
 
 HELD_OUT_PATH: Path = Path(__file__).resolve().parent / "assets" / "cifar10_heldout.safetensors"
-"""The bundled held-out CIFAR-10 sample (2000 JPEG images, 200 per class) inside the package.
-
-The evaluation split of the reproduction that made the bundled models: none of them trained or
-selected on these images."""
-
-SAMPLE_SPLIT_OVERLAP: dict[str, dict[str, int]] = {
-    "sample": {
-        "images": 5000,
-        "encoder_train": 4722,
-        "probe_train": 4722,
-        "select": 89,
-        "held_out": 189,
-    },
-    "sample-held-out": {
-        "images": 2000,
-        "encoder_train": 0,
-        "probe_train": 0,
-        "select": 0,
-        "held_out": 2000,
-    },
-}
-"""How many images of each bundled sample the bundled pretrained models saw.
-
-Keys: the sample's spec (``"sample"``, ``"sample-held-out"``), then ``images`` (its size),
-``encoder_train`` (images that trained the bundled encoders ``rocl-resnet18-w16-cifar10-cpu``
-and ``simclr-resnet18-w16-cifar10-cpu``: ``"encoder_train"`` of
-``benchmarks/results/cifar10_cpu_split.json``), ``probe_train`` (images that trained their
-``-probe`` linear probes: the pool, every index in neither ``"val"`` nor ``"select"``),
-``select`` (images that chose the probes' epoch) and ``held_out`` (images of the evaluation
-split ``"val"``, never trained or selected on). The encoders' training images are a subset of
-the probes'. Computed from the split file with
-[`sample_indices`][robust_contrastive.data.sample_indices] (tests/test_data.py checks the
-figures)."""
+"""The bundled held-out CIFAR-10 sample (2000 JPEGs, 200 per class) the bundled models never saw."""
 
 _IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png"})
 _PROGRESS_THRESHOLD = 2000
@@ -100,17 +55,14 @@ _ACCEPTED_SPECS = (
     "an ImageFolder path (root/<class>/<image>), 'cifar10', 'cifar100', 'sample' or "
     "'sample-held-out'"
 )
+_CifarName = Literal["cifar10", "cifar100"]
 _CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
 _TORCHVISION_IO_DEPRECATION = "The image decoding and encoding capabilities of TorchVision"
 
 
 @contextlib.contextmanager
 def _quiet_torchvision_io() -> Iterator[None]:
-    """Silences torchvision's (>= 0.29) per-call deprecation warning of ``torchvision.io``.
-
-    torchvision warns on every decode call; for thousands of images that floods the log
-    without anything the caller could act on.
-    """
+    """Silences torchvision's (>= 0.29) deprecation warning, raised on every decode call."""
     with warnings.catch_warnings():
         warnings.filterwarnings(
             "ignore", message=_TORCHVISION_IO_DEPRECATION, category=DeprecationWarning
@@ -142,12 +94,10 @@ class ImageDataset:
     classes: tuple[str, ...]
 
     def __post_init__(self) -> None:
-        """Validates the fields (see the class docstring)."""
         images, labels = self.images, self.labels
-        if not isinstance(images, torch.Tensor):
-            raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
-        if not isinstance(labels, torch.Tensor):
-            raise TypeError(f"labels must be a torch.Tensor, got {type(labels).__name__}")
+        for name, value in (("images", images), ("labels", labels)):
+            if not isinstance(value, torch.Tensor):
+                raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
         if images.dtype != torch.uint8:
             raise ValueError(
                 f"images must be uint8 with values in [0, 255], got dtype {images.dtype}; "
@@ -190,11 +140,9 @@ class ImageDataset:
         object.__setattr__(self, "classes", classes)
 
     def __len__(self) -> int:
-        """Returns the number of images N."""
         return int(self.labels.shape[0])
 
-    def __repr__(self) -> str:
-        """Returns a short summary without the tensor contents."""
+    def __repr__(self) -> str:  # a summary, without the tensor contents
         shape = tuple(self.images.shape[1:])
         return f"ImageDataset(n={len(self)}, image_shape={shape}, classes={len(self.classes)})"
 
@@ -233,11 +181,7 @@ class ImageDataset:
                 f"indices must lie in [-{n}, {n}) for a data set of {n} images, got values in "
                 f"[{int(index.min())}, {int(index.max())}]"
             )
-        return ImageDataset(
-            images=self.images[index].contiguous(),
-            labels=self.labels[index],
-            classes=self.classes,
-        )
+        return replace(self, images=self.images[index].contiguous(), labels=self.labels[index])
 
     def stratified(self, per_class: int, *, seed: int = 0) -> ImageDataset:
         """A seeded random subset with ``per_class`` images of every class, in index order.
@@ -257,8 +201,7 @@ class ImageDataset:
             ValueError: If ``per_class`` is not a positive integer.
             TypeError: If ``seed`` is not an integer.
         """
-        if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
-            raise ValueError(f"per_class must be a positive integer, got {per_class!r}")
+        check_positive_int("per_class", per_class)
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise TypeError(f"seed must be an integer, got {seed!r}")
         generator = torch.Generator().manual_seed(seed)
@@ -271,23 +214,12 @@ class ImageDataset:
 
 
 def _check_positive(name: str, value: int | None) -> None:
-    """Raises a ValueError unless ``value`` is None or a positive int."""
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
         raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
 
 
 def _resize(images: torch.Tensor, image_size: int) -> torch.Tensor:
-    """Resizes images to a square size with antialiased bilinear interpolation.
-
-    Args:
-        images: (..., 3, H, W) uint8 images.
-        image_size: Output side length S.
-
-    Returns:
-        (..., 3, S, S) uint8 images (the input itself when already S x S).
-    """
+    """(..., 3, H, W) -> (..., 3, S, S) uint8, antialiased bilinear (the input if already S x S)."""
     if images.shape[-2:] == (image_size, image_size):
         return images
     resized: torch.Tensor = tvf.resize(images, [image_size, image_size], antialias=True)
@@ -295,20 +227,8 @@ def _resize(images: torch.Tensor, image_size: int) -> torch.Tensor:
 
 
 def _list_class_files(root: Path, max_per_class: int | None) -> tuple[list[str], list[list[str]]]:
-    """Finds the class folders of an ImageFolder and their image files.
-
-    Args:
-        root: An existing directory.
-        max_per_class: Keep the first K files (sorted by relative path) of each class, or all
-            if None.
-
-    Returns:
-        The sorted class names and, per class, the image paths sorted by their path relative to
-        the class folder.
-
-    Raises:
-        ValueError: If there are no class folders or a class folder holds no image.
-    """
+    """The sorted class folders of an ImageFolder and, per class, its image paths sorted by
+    their path relative to the class folder (the first ``max_per_class`` if given)."""
     layout = "expected root/<class>/<image> with .jpg, .jpeg or .png images"
     class_names = sorted(
         entry.name
@@ -321,8 +241,7 @@ def _list_class_files(root: Path, max_per_class: int | None) -> tuple[list[str],
     for name in class_names:
         class_dir = os.path.join(root, name)
         found: list[tuple[str, str]] = []
-        class_real = os.path.realpath(class_dir)
-        visited = {class_real}
+        visited = {os.path.realpath(class_dir)}
         for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
             dirnames[:] = [
                 d
@@ -340,9 +259,7 @@ def _list_class_files(root: Path, max_per_class: int | None) -> tuple[list[str],
                 f"class folder {class_dir} contains no images; {layout}: add images or "
                 "remove the folder"
             )
-        found.sort()
-        files = [full for _, full in found]
-        files_per_class.append(files if max_per_class is None else files[:max_per_class])
+        files_per_class.append([full for _, full in sorted(found)][:max_per_class])
     return class_names, files_per_class
 
 
@@ -357,9 +274,7 @@ _JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 def _declared_size(data: bytes | bytearray) -> tuple[int, int] | None:
     """(height, width) declared by a PNG or JPEG header, or None when it cannot be read."""
     if data[:8] == _PNG_SIGNATURE and len(data) >= 24:
-        width = int.from_bytes(data[16:20], "big")
-        height = int.from_bytes(data[20:24], "big")
-        return height, width
+        return int.from_bytes(data[20:24], "big"), int.from_bytes(data[16:20], "big")
     if data[:2] != b"\xff\xd8":
         return None
     position = 2
@@ -382,21 +297,14 @@ def _declared_size(data: bytes | bytearray) -> tuple[int, int] | None:
 
 
 def _read_image(file: str) -> torch.Tensor:
-    """Reads and decodes one image file as RGB.
-
-    Args:
-        file: Path of a JPEG or PNG file.
-
-    Returns:
-        (3, H, W) uint8 image in [0, 255].
+    """Decodes a JPEG or PNG file as a (3, H, W) uint8 RGB image.
 
     Raises:
         OSError: If the file cannot be read.
         RuntimeError: If the bytes cannot be decoded, or the header declares more than
             ``MAX_IMAGE_PIXELS`` pixels (refused before decoding).
     """
-    with open(file, "rb") as handle:
-        data = bytearray(handle.read())
+    data = bytearray(Path(file).read_bytes())
     if not data:
         raise RuntimeError("the file is empty")
     size = _declared_size(data)
@@ -453,12 +361,10 @@ def load_image_folder(
     with ``torchvision.io`` (16-bit PNGs are rescaled to 8 bits); other files and hidden entries
     are ignored. Undecodable files (corrupt, truncated, empty, or another format under an image
     extension) are skipped: each of the first 10 is named in a warning (the others at DEBUG
-    level), then one warning gives the count; if none can be decoded, a ``ValueError`` is
-    raised. Links inside a class folder are followed, except links back to a folder already
-    walked or to one of its parents (skipped with a warning: they would load images twice).
+    level), then one warning gives the count. Links inside a class folder are followed, except
+    links back to a folder already walked or to one of its parents (skipped with a warning).
 
     Args:
-        root: The ImageFolder directory.
         image_size: If given, every image is resized (antialiased bilinear) to
             ``image_size x image_size``. If None, all images must already share one size.
         max_per_class: If given, only the first K files (sorted by name) of each class are
@@ -504,10 +410,11 @@ def load_image_folder(
                 try:
                     image = _read_image(file)
                 except (OSError, RuntimeError, ValueError) as error:
-                    if len(corrupt) < _MAX_CORRUPT_WARNINGS:
-                        logger.warning("Skipping undecodable image %s: %s", file, error)
-                    else:  # the first ones name the problem; the rest would flood the log
-                        logger.debug("Skipping undecodable image %s: %s", file, error)
+                    # The first ones name the problem; the rest would flood the log.
+                    level = (
+                        logging.WARNING if len(corrupt) < _MAX_CORRUPT_WARNINGS else logging.DEBUG
+                    )
+                    logger.log(level, "Skipping undecodable image %s: %s", file, error)
                     corrupt.append(file)
                     continue
                 if image_size is not None:
@@ -565,7 +472,6 @@ def load_cifar(
     """Loads CIFAR-10 or CIFAR-100 through ``torchvision.datasets``.
 
     Args:
-        name: ``"cifar10"`` or ``"cifar100"``.
         root: The folder that contains (or will receive) ``cifar-10-batches-py`` or
             ``cifar-100-python``.
         train: Load the training split (50000 images) if True, else the test split (10000).
@@ -631,9 +537,8 @@ def load_sample(*, held_out: bool = False) -> ImageDataset:
     """Loads one of the two CIFAR-10 samples bundled with the package.
 
     Both hold images of a JPEG re-encoding of the CIFAR-10 training set
-    (``cifar10-train/<class>/NNNN.jpg``, 5,000 files per class), stored as the original JPEG
-    bytes (see ``assets/README.md``) and decoded here with ``torchvision.io.decode_jpeg``;
-    both are ordered by class, then by file name.
+    (``cifar10-train/<class>/NNNN.jpg``, 5,000 files per class) as their JPEG bytes (see
+    ``assets/README.md``), ordered by class, then by file name.
 
     * ``held_out=False`` (``SAMPLE_PATH``, spec ``"sample"``): files ``0000``-``0499`` of each
       class, 5,000 images. **Most of them trained the bundled pretrained models**
@@ -644,21 +549,18 @@ def load_sample(*, held_out: bool = False) -> ImageDataset:
       bundled models.
     * ``held_out=True`` (``HELD_OUT_PATH``, spec ``"sample-held-out"``): the 2,000-image
       evaluation split (200 per class) of the CIFAR-10 reproduction that made the bundled
-      models (``benchmarks/results/cifar10_cpu_split.json``, key ``"val"``). None of these
-      images trained or selected the bundled encoders or probes, so evaluating a bundled
-      model on it reproduces the held-out figures of its model card (e.g. 37.9 % clean
-      accuracy for ``rocl-resnet18-w16-cifar10-cpu-probe``). The files' indices into the
-      sorted ``cifar10-train`` listing are given by
-      [`sample_indices`][robust_contrastive.data.sample_indices]. 189 of its images are also
-      in the 5,000-image sample.
+      models (``experiments/results/cifar10_cpu_split.json``, key ``"val"``; file indices from
+      [`sample_indices`][robust_contrastive.data.sample_indices]). None of these images trained
+      or selected the bundled encoders or probes, so evaluating a bundled model on it
+      reproduces the held-out figures of its model card (e.g. 37.9 % clean accuracy for
+      ``rocl-resnet18-w16-cifar10-cpu-probe``); 189 of them are also in the 5,000-image sample.
 
     Args:
         held_out: Load the held-out sample instead of the 5,000-image one.
 
     Returns:
         An ImageDataset with images (N, 3, 32, 32) uint8 in [0, 255], labels (N,) int64 and
-        the ten CIFAR-10 class names in label order: N = 5,000 (500 per class), or 2,000 (200
-        per class) with ``held_out=True``.
+        the ten CIFAR-10 class names in label order (N = 5,000, or 2,000 with ``held_out``).
 
     Raises:
         FileNotFoundError: If the asset is missing from the installation.
@@ -666,8 +568,7 @@ def load_sample(*, held_out: bool = False) -> ImageDataset:
     """
     path = HELD_OUT_PATH if held_out else SAMPLE_PATH
     metadata, jpeg_bytes, offsets, labels = _read_sample_file(path)
-    bounds = offsets.tolist()
-    chunks = [jpeg_bytes[start:end] for start, end in itertools.pairwise(bounds)]
+    chunks = [jpeg_bytes[start:end] for start, end in itertools.pairwise(offsets.tolist())]
     with _quiet_torchvision_io():
         decoded: list[torch.Tensor] = decode_jpeg(chunks, mode=ImageReadMode.RGB)
     classes = tuple(metadata["classes"].split(","))
@@ -681,7 +582,7 @@ def sample_indices(*, held_out: bool = False) -> torch.Tensor:
     order, 5,000 files per class sorted by name, the order of
     [`load_dataset`][robust_contrastive.load_dataset]), so index ``i`` is the file
     ``f"{classes[i // 5000]}/{i % 5000:04d}.jpg"``. These are the indices that
-    ``benchmarks/results/cifar10_cpu_split.json`` uses, which makes the overlap of a sample
+    ``experiments/results/cifar10_cpu_split.json`` uses, which makes the overlap of a sample
     with the bundled models' training images exact.
 
     Args:
@@ -712,15 +613,6 @@ def sample_indices(*, held_out: bool = False) -> torch.Tensor:
     return indices.to(torch.int64)
 
 
-def _limit_per_class(dataset: ImageDataset, max_per_class: int) -> ImageDataset:
-    """Keeps the first ``max_per_class`` images of each class (in data set order)."""
-    keep: list[torch.Tensor] = []
-    for label in range(len(dataset.classes)):
-        keep.append((dataset.labels == label).nonzero().flatten()[:max_per_class])
-    index, _ = torch.sort(torch.cat(keep))
-    return dataset.subset(index)
-
-
 def load_dataset(
     spec: str | os.PathLike[str],
     *,
@@ -733,13 +625,12 @@ def load_dataset(
     """Loads a data set named by a string spec.
 
     Args:
-        spec: ``"sample"`` (the bundled 5,000-image CIFAR-10 sample, most of which trained
-            the bundled pretrained models), ``"sample-held-out"`` (the bundled 2,000-image
-            sample that the bundled models never saw: evaluate them on this one; both
-            [`load_sample`][robust_contrastive.load_sample]), ``"cifar10"`` or ``"cifar100"``
-            ([`load_cifar`][robust_contrastive.data.load_cifar]), or the path of an ImageFolder
-            directory ([`load_image_folder`][robust_contrastive.data.load_image_folder]). Names are
-            matched case-insensitively and take precedence over folders of the same name.
+        spec: ``"sample"`` or ``"sample-held-out"`` (the bundled samples: evaluate the bundled
+            models on the held-out one; [`load_sample`][robust_contrastive.load_sample]),
+            ``"cifar10"`` or ``"cifar100"`` ([`load_cifar`][robust_contrastive.data.load_cifar]),
+            or the path of an ImageFolder directory
+            ([`load_image_folder`][robust_contrastive.data.load_image_folder]). Names are matched
+            case-insensitively and take precedence over folders of the same name.
         root: Folder with the CIFAR files (required for ``"cifar10"``/``"cifar100"``; ignored
             otherwise).
         download: Download CIFAR if missing (CIFAR only).
@@ -758,37 +649,29 @@ def load_dataset(
     """
     _check_positive("image_size", image_size)
     _check_positive("max_per_class", max_per_class)
-    if isinstance(spec, str):
-        name = spec.strip().lower()
-        if name in ("sample", "sample-held-out", "cifar10", "cifar100"):
-            if name in ("sample", "sample-held-out"):
-                dataset = load_sample(held_out=name == "sample-held-out")
-            else:
-                if root is None:
-                    raise ValueError(
-                        f"{name!r} needs the folder that holds (or will receive) "
-                        f"{_CIFAR_FOLDERS[name]}: pass root=... (CLI: --data-root)"
-                    )
-                cifar_name: Literal["cifar10", "cifar100"] = (
-                    "cifar10" if name == "cifar10" else "cifar100"
-                )
-                dataset = load_cifar(cifar_name, root, train=train, download=download)
-            if max_per_class is not None:
-                dataset = _limit_per_class(dataset, max_per_class)
-            if image_size is not None:
-                dataset = ImageDataset(
-                    images=_resize(dataset.images, image_size),
-                    labels=dataset.labels,
-                    classes=dataset.classes,
-                )
-            return dataset
-    path = Path(spec).expanduser()
-    if not path.exists():
-        raise FileNotFoundError(
-            f"unknown data set {os.fspath(spec)!r}: it is neither a known name nor an "
-            f"existing path; pass {_ACCEPTED_SPECS}"
-        )
-    return load_image_folder(path, image_size=image_size, max_per_class=max_per_class)
+    name = spec.strip().lower() if isinstance(spec, str) else None
+    if name in ("sample", "sample-held-out"):
+        dataset = load_sample(held_out=name == "sample-held-out")
+    elif name in _CIFAR_FOLDERS:
+        if root is None:
+            raise ValueError(
+                f"{name!r} needs the folder that holds (or will receive) "
+                f"{_CIFAR_FOLDERS[name]}: pass root=... (CLI: --data-root)"
+            )
+        dataset = load_cifar(cast(_CifarName, name), root, train=train, download=download)
+    else:
+        path = Path(spec).expanduser()
+        if not path.exists():
+            raise FileNotFoundError(
+                f"unknown data set {os.fspath(spec)!r}: it is neither a known name nor an "
+                f"existing path; pass {_ACCEPTED_SPECS}"
+            )
+        return load_image_folder(path, image_size=image_size, max_per_class=max_per_class)
+    if max_per_class is not None:
+        dataset = dataset.subset(first_per_class(dataset.labels, max_per_class))
+    if image_size is not None:
+        dataset = replace(dataset, images=_resize(dataset.images, image_size))
+    return dataset
 
 
 def train_val_split(
@@ -808,7 +691,7 @@ def train_val_split(
         labels: (N,) integer class labels (any integer dtype, any values).
         val_per_class: Validation images per class; must be smaller than every class count.
         val_fraction: Fraction of each class, in (0, 1), used for validation.
-        seed: Seed of the generator; the same seed gives the same split.
+        seed: The same seed gives the same split.
 
     Returns:
         ``(train_indices, val_indices)``: sorted (N_train,) and (N_val,) int64 tensors that
@@ -829,8 +712,7 @@ def train_val_split(
         raise ValueError(
             "pass exactly one of val_per_class (images per class) or val_fraction (in (0, 1))"
         )
-    if val_per_class is not None:
-        _check_positive("val_per_class", val_per_class)
+    _check_positive("val_per_class", val_per_class)
     if val_fraction is not None and not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must lie in (0, 1), got {val_fraction!r}")
 
@@ -841,27 +723,22 @@ def train_val_split(
     for value in torch.unique(labels).tolist():
         members = (labels == value).nonzero().flatten()
         count = int(members.numel())
-        if val_per_class is not None:
-            n_val = val_per_class
-            if n_val >= count:
-                raise ValueError(
-                    f"val_per_class={val_per_class} leaves no training images for class "
-                    f"{value}, which has {count}; pass val_per_class < {count}"
-                )
-        else:
-            if count < 2:
-                raise ValueError(
-                    f"class {value} has a single image and cannot be split; remove it or use "
-                    "more data"
-                )
-            n_val = min(max(round(fraction * count), 1), count - 1)
+        if val_per_class is not None and val_per_class >= count:
+            raise ValueError(
+                f"val_per_class={val_per_class} leaves no training images for class "
+                f"{value}, which has {count}; pass val_per_class < {count}"
+            )
+        if val_per_class is None and count < 2:
+            raise ValueError(
+                f"class {value} has a single image and cannot be split; remove it or use more data"
+            )
+        n_val = val_per_class or min(max(round(fraction * count), 1), count - 1)
         order = torch.randperm(count, generator=generator)
         val_parts.append(members[order[:n_val]])
-    val_indices, _ = torch.sort(torch.cat(val_parts))
+    val_indices = torch.cat(val_parts).sort().values  # int64, as nonzero() returns
     is_val = torch.zeros(labels.numel(), dtype=torch.bool)
     is_val[val_indices] = True
-    train_indices = (~is_val).nonzero().flatten()
-    return train_indices.to(torch.int64), val_indices.to(torch.int64)
+    return (~is_val).nonzero().flatten(), val_indices
 
 
 def first_per_class(labels: torch.Tensor, per_class: int) -> torch.Tensor:
@@ -886,11 +763,7 @@ def first_per_class(labels: torch.Tensor, per_class: int) -> torch.Tensor:
         raise ValueError("labels must be a 1-D torch.Tensor of class labels")
     if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
         raise ValueError(f"labels must be integers, got dtype {labels.dtype}; use labels.long()")
-    if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
-        raise ValueError(f"per_class must be a positive integer, got {per_class!r}")
+    check_positive_int("per_class", per_class)
     labels = labels.detach().cpu()
     keep = [(labels == value).nonzero().flatten()[:per_class] for value in torch.unique(labels)]
-    if not keep:
-        return torch.zeros(0, dtype=torch.int64)
-    positions, _ = torch.sort(torch.cat(keep))
-    return positions.to(torch.int64)
+    return torch.cat(keep).sort().values if keep else torch.zeros(0, dtype=torch.int64)

@@ -1,11 +1,8 @@
-"""Hugging Face Hub glue: turn a model name into a local folder, and publish a folder.
+"""Hugging Face Hub I/O: download a model repo's files, refuse pickles, publish a folder.
 
-Every ``from_pretrained`` of this library accepts a folder written by ``save_pretrained``, a
-Hub repo id ``"org/name"`` (optionally pinned to a ``revision``) or a registered short name
-(see ``robust_contrastive.registry``: pinned revision, checked SHA-256). Only JSON,
-safetensors and markdown files are fetched: weights are never unpickled. Offline use follows
-huggingface_hub: ``HF_HUB_OFFLINE=1`` (or ``local_files_only=True``) reads the local cache and
-never touches the network.
+A leaf module (of this package it imports the folder layout and, lazily, the version). Only JSON,
+safetensors and markdown files are fetched: weights are never unpickled. ``HF_HUB_OFFLINE=1`` (or
+``local_files_only=True``) reads the local cache and never touches the network.
 """
 
 from __future__ import annotations
@@ -21,80 +18,24 @@ PICKLE_SUFFIXES: tuple[str, ...] = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".t7
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
-def resolve_model_folder(
-    name_or_path: str | os.PathLike[str],
-    *,
-    revision: str | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
-    local_files_only: bool = False,
-    token: str | bool | None = None,
-) -> Path:
-    """A local folder holding the model's files.
-
-    Args:
-        name_or_path: a folder written by ``save_pretrained``, a Hub repo id ``"org/name"``, or
-            a registered name (``list_pretrained()``), whose checksums are verified.
-        revision: a branch, tag or commit hash of the Hub repo (default: ``"main"``); registered
-            names are pinned and take no revision.
-        cache_dir: the Hugging Face cache to use (default: huggingface_hub's).
-        local_files_only: never download; use the local cache only.
-        token: a Hub token for private repos (default: the logged-in token, if any).
-
-    Raises:
-        FileNotFoundError: not a folder, a Hub repo id or a registered name, or the repo /
-            revision cannot be found (or is not cached while offline); the message says what
-            to do.
-        ValueError: ``name_or_path`` is a pickle checkpoint (or a folder holding only pickles),
-            or a registered name was given a revision.
-        ChecksumError: a registered model's weights do not match the registry's SHA-256.
-    """
-    path = Path(name_or_path)
-    if path.is_dir():
-        _refuse_pickle_only_folder(path)
-        return path
-    name = str(name_or_path)
-    if path.is_file() and path.suffix in PICKLE_SUFFIXES:
-        raise ValueError(_pickle_message(path))
-    if not path.exists():
-        from .registry import get_pretrained, verify_checksums
-
-        entry = get_pretrained(name)
-        if entry is not None:
-            if revision is not None and revision != entry.revision:
-                raise ValueError(
-                    f"{name} is a registered name pinned to {entry.source}; to load another "
-                    "revision pass the repo id: "
-                    f"from_pretrained({entry.repo_id!r}, revision={revision!r})."
-                )
-            folder = entry.folder
-            if folder is None:
-                folder = _download(
-                    entry.repo_id, entry.revision, cache_dir, local_files_only, token
-                )
-            verify_checksums(entry, folder)
-            return folder
-    if path.exists() or not _REPO_ID.match(name):
-        raise FileNotFoundError(
-            f"{name} is neither a folder written by save_pretrained (holding config.json and "
-            "model.safetensors), nor a Hugging Face Hub repo id ('org/name'), nor a registered "
-            "name (robust_contrastive.list_pretrained())."
-        )
-    try:
-        return _download(name, revision, cache_dir, local_files_only, token)
-    except FileNotFoundError as err:  # often a mistyped local folder that reads as "org/name"
-        raise FileNotFoundError(
-            f"no folder {path} exists here, so {name!r} was taken for a Hub repo id: {err}"
-        ) from err
+def is_repo_id(name: str) -> bool:
+    """Whether ``name`` has the shape of a Hub model repo id, ``"org/name"``."""
+    return _REPO_ID.match(name) is not None
 
 
-def _download(
+def download_folder(
     name: str,
     revision: str | None,
     cache_dir: str | os.PathLike[str] | None,
     local_files_only: bool,
     token: str | bool | None,
 ) -> Path:
-    """``snapshot_download`` of the JSON / safetensors / markdown files of a Hub repo."""
+    """The local snapshot of the JSON / safetensors / markdown files of Hub repo ``name``.
+
+    The arguments are those of
+    [`resolve_model_folder`][robust_contrastive.registry.resolve_model_folder]; a repo or
+    revision not found (or not cached while offline) is a ``FileNotFoundError`` saying what to do.
+    """
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
         HfHubHTTPError,
@@ -143,14 +84,20 @@ def _pickle_message(path: Path) -> str:
     )
 
 
-def _refuse_pickle_only_folder(folder: Path) -> None:
-    """A folder with pickles but no ``model.safetensors`` gets a message that says what to do."""
-    if (folder / WEIGHTS_NAME).is_file():
+def refuse_pickles(path: Path) -> None:
+    """Refuse a pickle checkpoint, or a folder holding pickles but no ``model.safetensors``.
+
+    Raises:
+        ValueError: with a message that says how to convert the checkpoint.
+    """
+    if path.is_file() and path.suffix in PICKLE_SUFFIXES:
+        raise ValueError(_pickle_message(path))
+    if not path.is_dir() or (path / WEIGHTS_NAME).is_file():
         return
-    pickles = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in PICKLE_SUFFIXES)
+    pickles = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in PICKLE_SUFFIXES)
     if pickles:
         raise ValueError(
-            f"{folder} holds no model.safetensors, only pickle files "
+            f"{path} holds no model.safetensors, only pickle files "
             f"({', '.join(p.name for p in pickles)}). " + _pickle_message(pickles[0])
         )
 
@@ -176,7 +123,6 @@ def push_folder_to_hub(
         private: create the repo private (only used when it does not exist yet).
         token: a Hub token with write access (default: the logged-in token).
         revision: the branch to push to (default: ``"main"``).
-        commit_message: the commit's message.
         create_pr: open a pull request instead of committing to the branch.
 
     Returns:
@@ -193,7 +139,7 @@ def push_folder_to_hub(
                 f"{root / required} not found: push_to_hub uploads a folder written by "
                 "save_pretrained."
             )
-    if not _REPO_ID.match(repo_id):
+    if not is_repo_id(repo_id):
         raise ValueError(f"repo_id must be 'org/name', got {repo_id!r}.")
     from huggingface_hub import HfApi
 

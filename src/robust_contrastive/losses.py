@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from einops import rearrange
+
+from .validation import check_number
 
 
 class _GatherWithGrad(torch.autograd.Function):
@@ -103,14 +102,7 @@ def nt_xent_loss(
             "a contrastive loss needs at least 2 images per batch (the others are negatives); "
             f"got B={first.shape[0]}."
         )
-    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
-        raise TypeError(
-            f"temperature must be a number (e.g. 0.5), got {type(temperature).__name__}."
-        )
-    if not (math.isfinite(temperature) and temperature > 0):
-        raise ValueError(
-            f"temperature must be a finite number > 0 (e.g. 0.5), got {temperature!r}."
-        )
+    check_number("temperature", temperature, positive=True, example="0.5")
 
     num_views, batch = len(views), first.shape[0]
     z = F.normalize(torch.stack(views), dim=-1)  # (V, B, D)

@@ -1,27 +1,14 @@
 """Model cards: a ``README.md`` with Hugging Face YAML metadata, generated from a model folder.
 
-A folder written by ``save_pretrained`` holds ``config.json`` and ``model.safetensors`` and may
-hold, written by this library:
-
-* ``train_config.json``: the [`TrainConfig`][robust_contrastive.TrainConfig] of the run that
-  produced the weights (``RoCLTrainer`` writes it beside the encoder);
-* ``metrics.jsonl``: one JSON line of training metrics per epoch (also the trainer's);
-* ``eval_results.json``: evaluation reports attached with
-  [`attach_evaluation`][robust_contrastive.model_card.attach_evaluation], each tied
-  to the SHA-256 of the weights it evaluated;
-* ``provenance.json`` (optional, see ``PROVENANCE_NAME``): the exact images of each split
-  (training, model selection, evaluation), their overlap with the bundled samples, the linear
-  probe's selection record and limitations specific to the model;
-* ``comparison.json`` (optional, see ``COMPARISON_NAME``): tables comparing the model with
-  others (a twin trained without attack, the paper's figures), each row with its source.
-
-The card is a view of these files:
-[`write_model_card`][robust_contrastive.model_card.write_model_card] regenerates ``README.md`` from
-them and nothing in it is typed by hand. A result whose weights checksum no longer matches the
-folder's weights (the folder was overwritten by another model) is left out, with a warning. The YAML
-header follows the Hub's model-index format: each metric carries its attack settings (attack, norm,
-eps, step, steps, number of images, seed) in ``args``; identical figures (the same clean accuracy
-attached with several reports on the same images) appear once.
+The card is a view of the files of a ``save_pretrained`` or run folder (named and described in
+``robust_contrastive.layout``): [`write_model_card`][robust_contrastive.model_card.write_model_card]
+regenerates ``README.md`` from them and nothing in it is typed by hand. Evaluation reports are
+attached with [`attach_evaluation`][robust_contrastive.model_card.attach_evaluation], each tied to
+the SHA-256 of the weights it evaluated; one whose checksum no longer matches the folder's weights
+(the folder was overwritten by another model) is left out, with a warning. The YAML header follows
+the Hub's model-index format: each metric carries its attack settings (attack, norm, eps, step,
+steps, number of images, seed) in ``args``; identical figures (the same clean accuracy attached
+with several reports on the same images) appear once.
 
 What a card never carries: an evaluation on a **single class** is refused (a constant classifier
 scores 100 % on it); one on fewer than ``CARD_MIN_IMAGES`` (100) images is shown in the card
@@ -40,30 +27,13 @@ from typing import Any
 
 from ._io import atomic_write_text, sha256_file
 from ._names import MIN_EVAL_IMAGES
-from .layout import (
-    CARD_NAME as CARD_NAME,
-)
-from .layout import (
-    COMPARISON_NAME as COMPARISON_NAME,
-)
-from .layout import (
-    CONFIG_NAME,
-    ENCODER_DIR,
-    PROJECTOR_DIR,
-    WEIGHTS_NAME,
-)
-from .layout import (
-    EVAL_RESULTS_NAME as EVAL_RESULTS_NAME,
-)
-from .layout import (
-    METRICS_NAME as METRICS_NAME,
-)
-from .layout import (
-    PROVENANCE_NAME as PROVENANCE_NAME,
-)
-from .layout import (
-    TRAIN_CONFIG_NAME as TRAIN_CONFIG_NAME,
-)
+from .layout import CARD_NAME as CARD_NAME
+from .layout import COMPARISON_NAME as COMPARISON_NAME
+from .layout import CONFIG_NAME, ENCODER_DIR, FINETUNE_CONFIG_NAME, PROJECTOR_DIR, WEIGHTS_NAME
+from .layout import EVAL_RESULTS_NAME as EVAL_RESULTS_NAME
+from .layout import METRICS_NAME as METRICS_NAME
+from .layout import PROVENANCE_NAME as PROVENANCE_NAME
+from .layout import TRAIN_CONFIG_NAME as TRAIN_CONFIG_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -80,18 +50,14 @@ DATASET_NAMES: dict[str, str] = {
     "sample": "CIFAR-10 (the bundled 5,000-image sample)",
     "sample-held-out": "CIFAR-10 (the bundled 2,000-image held-out sample)",
 }
-_PIPELINE_TAGS: dict[str, str] = {
-    "rocl-encoder": "image-feature-extraction",
-    "rocl-projection-head": "feature-extraction",
-    "rocl-linear-probe": "image-classification",
-    "rocl-robust-classifier": "image-classification",
+# model_type -> (its class, the Hub's pipeline tag); an unknown one reads as an encoder, untagged
+_CLASSES: dict[str, tuple[str, str | None]] = {
+    "rocl-encoder": ("RoCLEncoder", "image-feature-extraction"),
+    "rocl-projection-head": ("ProjectionHead", "feature-extraction"),
+    "rocl-linear-probe": ("RobustLinearProbe", "image-classification"),
+    "rocl-robust-classifier": ("RobustClassifier", "image-classification"),
 }
-_CLASS_NAMES: dict[str, str] = {
-    "rocl-encoder": "RoCLEncoder",
-    "rocl-projection-head": "ProjectionHead",
-    "rocl-linear-probe": "RobustLinearProbe",
-    "rocl-robust-classifier": "RobustClassifier",
-}
+_UNKNOWN_CLASS = ("RoCLEncoder", None)
 _DESCRIPTIONS: dict[str, str] = {
     "rocl-encoder": "An image encoder f(x) trained without labels",
     "rocl-projection-head": "The projection head g(f(x)) of a contrastive encoder",
@@ -185,8 +151,7 @@ def evaluation_problems(report: Mapping[str, Any]) -> tuple[str | None, list[str
         flags.append(
             f"only {n_images} evaluation images (fewer than {CARD_MIN_IMAGES}): each image "
             f"moves an accuracy by {100 / n_images:.1f} points. These figures are not reliable "
-            "estimates and are left out of the model-index metadata; "
-            f"{fix}."
+            f"estimates and are left out of the model-index metadata; {fix}."
         )
     return refusal, flags
 
@@ -271,10 +236,8 @@ def write_model_card(
         ValueError: ``eval_results.json`` holds an evaluation on a single class (see
             [`render_model_card`][robust_contrastive.model_card.render_model_card]).
     """
-    root = Path(folder)
-    return atomic_write_text(
-        root / CARD_NAME, render_model_card(root, repo_id=repo_id, license=license)
-    )
+    card = render_model_card(folder, repo_id=repo_id, license=license)
+    return atomic_write_text(Path(folder) / CARD_NAME, card)
 
 
 def render_model_card(
@@ -299,19 +262,23 @@ def render_model_card(
         ValueError: ``eval_results.json`` holds an evaluation on a single class (remove that
             entry: it was attached by an older version).
     """
-    from huggingface_hub import EvalResult, ModelCardData
+    from huggingface_hub import ModelCardData
 
     root = Path(folder)
     config = json.loads((root / CONFIG_NAME).read_text())
     model_type = str(config.get("model_type", "unknown"))
     training = _read_json(root / TRAIN_CONFIG_NAME)
     history = _read_metrics(root / METRICS_NAME)
-    if training is None and (root / "encoder").is_dir():  # a probe: its encoder's training
-        training = _read_json(root / "encoder" / TRAIN_CONFIG_NAME)
-        history = _read_metrics(root / "encoder" / METRICS_NAME)
+    finetuning = _read_json(root / FINETUNE_CONFIG_NAME)
+    finetune_history: list[dict[str, Any]] = []
+    if finetuning is not None:  # the folder's metrics are the fine-tuning's
+        finetune_history, history = history, []
+    if training is None and (root / ENCODER_DIR).is_dir():  # its encoder's training
+        training = _read_json(root / ENCODER_DIR / TRAIN_CONFIG_NAME)
+        history = _read_metrics(root / ENCODER_DIR / METRICS_NAME)
     checksums = weights_checksums(root)
-    provenance = _read_side_file(root / PROVENANCE_NAME)
-    comparison = _read_side_file(root / COMPARISON_NAME)
+    provenance = _read_json(root / PROVENANCE_NAME, SIDE_FILES_VERSION)
+    comparison = _read_json(root / COMPARISON_NAME, SIDE_FILES_VERSION)
     entries = []
     for entry in _read_eval_results(root):
         if entry["weights_sha256"] != checksums:
@@ -335,73 +302,57 @@ def render_model_card(
     else:
         title = registered or root.resolve().name
     name = repo_id or title
-    eval_results = []
-    seen: set[str] = set()
-    for group in groups:
-        if group["report"]["n_images"] < CARD_MIN_IMAGES:
-            continue  # flagged in the body, never in the metadata
-        for metric_name, accuracy, args in group["metrics"]:
-            label = metric_name
-            if label in seen:  # e.g. PGD-20 on 2,000 and on 1,000 images
-                label = f"{metric_name} ({args['n_images']} images)"
-            seen.add(label)
-            eval_results.append(
-                EvalResult(
-                    task_type="image-classification",
-                    task_name="Image Classification",
-                    dataset_type=group["dataset"],
-                    dataset_name=DATASET_NAMES.get(group["dataset"], group["dataset"]),
-                    dataset_split=group["split"],
-                    metric_type="accuracy",
-                    metric_name=label,
-                    metric_value=round(100 * accuracy, 2),
-                    metric_args=args,
-                )
-            )
     datasets = sorted({e["dataset"] for e in entries if not e["dataset"].startswith("sample")})
     tags = ["robust-contrastive", "adversarial-robustness", "pytorch", "safetensors"]
     if training is not None:
         tags.append("rocl" if training.get("adversarial", True) else "simclr")
         tags += ["self-supervised-learning", "contrastive-learning"]
+    if finetuning is not None:
+        tags.append("adversarial-training")
     card_data = ModelCardData(
         library_name="robust-contrastive",
         license=license,
         tags=tags,
         datasets=datasets or None,
-        pipeline_tag=_PIPELINE_TAGS.get(model_type),
+        pipeline_tag=_CLASSES.get(model_type, _UNKNOWN_CLASS)[1],
         model_name=name,
-        eval_results=eval_results or None,
+        eval_results=_model_index(groups) or None,
     )
-    body = _body(
-        name=name,
-        model_type=model_type,
-        config=config,
-        training=training,
-        history=history,
-        groups=groups,
-        checksums=checksums,
-        source=registered or repo_id,
-        has_projector=(root / PROJECTOR_DIR / CONFIG_NAME).is_file(),
-        provenance=provenance,
-        comparison=comparison,
-    )
-    return f"---\n{card_data.to_yaml()}\n---\n\n{body}"
+    encoder_config = _read_json(root / ENCODER_DIR / CONFIG_NAME)
+    has_projector = (root / PROJECTOR_DIR / CONFIG_NAME).is_file()
+    training_note = ""
+    if training is not None and model_type != "rocl-encoder" and finetuning is None:
+        training_note = "The Training section describes the encoder's self-supervised training."
+    sections = [  # separated by a blank line; an empty one is left out
+        _title(name, model_type, training, finetuning, groups),
+        _usage(model_type, config, registered or repo_id, has_projector),
+        _details(model_type, config, training or encoder_config, provenance, training_note),
+        _intended_use(model_type, provenance),
+        _training_data(provenance),
+        _training(training, history)
+        if finetuning is None
+        else _finetuning(finetuning, finetune_history, training, history, encoder_config),
+        _probe(config, provenance) if model_type == "rocl-linear-probe" else [],
+        _evaluation(groups),
+        _comparison(comparison),
+        _files(checksums, finetuning),
+    ]
+    body = "\n\n".join("\n".join(lines) for lines in sections if lines)
+    return f"---\n{card_data.to_yaml()}\n---\n\n{body}\n"
 
 
 # ---------------------------------------------------------------------------------- helpers
-def _read_json(path: Path) -> dict[str, Any] | None:
+def _read_json(path: Path, version: int | None = None) -> dict[str, Any] | None:
+    """The JSON object in ``path``, or None; raises if its ``format_version`` is not ``version``."""
     if not path.is_file():
         return None
     value = json.loads(path.read_text())
-    return value if isinstance(value, dict) else None
-
-
-def _read_side_file(path: Path) -> dict[str, Any] | None:
-    value = _read_json(path)
-    if value is not None and value.get("format_version") != SIDE_FILES_VERSION:
+    if not isinstance(value, dict):
+        return None
+    if version is not None and value.get("format_version") != version:
         raise ValueError(
             f"{path} has format_version {value.get('format_version')!r}; this version reads "
-            f"{SIDE_FILES_VERSION}. Upgrade robust-contrastive."
+            f"{version}. Upgrade robust-contrastive."
         )
     return value
 
@@ -413,15 +364,8 @@ def _read_metrics(path: Path) -> list[dict[str, Any]]:
 
 
 def _read_eval_results(root: Path) -> list[dict[str, Any]]:
-    raw = _read_json(root / EVAL_RESULTS_NAME)
-    if raw is None:
-        return []
-    if raw.get("format_version") != EVAL_RESULTS_VERSION:
-        raise ValueError(
-            f"{root / EVAL_RESULTS_NAME} has format_version {raw.get('format_version')!r}; "
-            f"this version reads {EVAL_RESULTS_VERSION}. Upgrade robust-contrastive."
-        )
-    return list(raw.get("entries", []))
+    raw = _read_json(root / EVAL_RESULTS_NAME, EVAL_RESULTS_VERSION)
+    return [] if raw is None else list(raw.get("entries", []))
 
 
 def _registered_name(model_type: str, digest: str) -> str | None:
@@ -456,13 +400,9 @@ def _metrics(report: Mapping[str, Any]) -> list[tuple[str, float, dict[str, Any]
     for r in report["results"]:
         attack = str(r["attack"])
         eps = _radius(r["norm"], r["eps"])
-        args: dict[str, Any] = {
-            "attack": attack,
-            "threat_model": r["norm"],
-            "eps": r["eps"],
-            "n_images": r["n_images"],
-            "seed": seed,
-        }
+        args: dict[str, Any] = dict(
+            attack=attack, threat_model=r["norm"], eps=r["eps"], n_images=r["n_images"], seed=seed
+        )
         if attack.endswith("pgd"):
             args.update(
                 step_size=r["alpha"], steps=r["steps"], protocol=r["protocol"], random_start=True
@@ -488,34 +428,47 @@ def _group_evaluations(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     groups: dict[tuple[Any, ...], dict[str, Any]] = {}
     for entry in entries:
         report = entry["report"]
-        key = (
-            entry["dataset"],
-            entry["split"],
-            entry["description"],
-            report["n_images"],
-            report["seed"],
-            report["clean_accuracy"],
-        )
-        group = groups.setdefault(
-            key,
-            {
-                "dataset": entry["dataset"],
-                "split": entry["split"],
-                "description": entry["description"],
-                "report": report,
-                "metrics": [],
-                "warnings": [],
-            },
-        )
+        where = {k: entry[k] for k in ("dataset", "split", "description")}
+        key = (*where.values(), report["n_images"], report["seed"], report["clean_accuracy"])
+        group = groups.setdefault(key, {**where, "report": report, "metrics": [], "warnings": []})
         for metric in _metrics(report):
             if metric not in group["metrics"]:
                 group["metrics"].append(metric)
         for warning in report.get("warnings", []):
             if warning not in group["warnings"]:
                 group["warnings"].append(warning)
-    ordered = list(groups.values())
-    ordered.sort(key=lambda g: -int(g["report"]["n_images"]))  # stable: ties keep their order
-    return ordered
+    # the most images first (sorted is stable: ties keep their order)
+    return sorted(groups.values(), key=lambda g: -int(g["report"]["n_images"]))
+
+
+def _model_index(groups: list[dict[str, Any]]) -> list[Any]:
+    """The ``EvalResult`` of each figure of the groups on at least ``CARD_MIN_IMAGES`` images."""
+    from huggingface_hub import EvalResult
+
+    eval_results = []
+    seen: set[str] = set()
+    for group in groups:
+        if group["report"]["n_images"] < CARD_MIN_IMAGES:
+            continue  # flagged in the body, never in the metadata
+        for metric_name, accuracy, args in group["metrics"]:
+            label = metric_name
+            if label in seen:  # e.g. PGD-20 on 2,000 and on 1,000 images
+                label = f"{metric_name} ({args['n_images']} images)"
+            seen.add(label)
+            eval_results.append(
+                EvalResult(
+                    task_type="image-classification",
+                    task_name="Image Classification",
+                    dataset_type=group["dataset"],
+                    dataset_name=DATASET_NAMES.get(group["dataset"], group["dataset"]),
+                    dataset_split=group["split"],
+                    metric_type="accuracy",
+                    metric_name=label,
+                    metric_value=round(100 * accuracy, 2),
+                    metric_args=args,
+                )
+            )
+    return eval_results
 
 
 _TRAINING_FIELDS: tuple[str, ...] = (
@@ -553,28 +506,39 @@ _PROBE_FIELDS: tuple[str, ...] = (
 )
 
 
+_FINETUNE_HIDDEN = ("device", "progress", "checkpoint_every")  # no effect on the weights
+_FINETUNE_ONLY = {  # settings that matter for one method only, or with validation data
+    **dict.fromkeys(("ss_weight", "temperature", "ss_eps", "ss_alpha", "ss_attack_steps"), "at+ss"),
+    "trades_beta": "trades",
+    "val_attack_steps": "val",
+}
+_FINETUNE_METHODS: dict[str, str] = {
+    "at": "PGD adversarial training (AT, Madry et al.): the cross-entropy on PGD examples",
+    "trades": "TRADES (Zhang et al.): the clean cross-entropy plus trades_beta times the KL "
+    "divergence of the outputs on TRADES' adversarial examples",
+    "at+ss": "AT+SS (RoCL's Table 1): adversarial training plus ss_weight times RoCL's robust "
+    "contrastive loss through the projector",
+}
 _RADII = {"eps": "eps", "step_size": "alpha"}  # args keys printed as k/255 under l-inf
 
 
 def _value(key: str, value: Any, norm: str = "linf") -> str:
     """A setting for the card: l-inf radii as k/255."""
-    if key in ("eps", "alpha") and isinstance(value, float):
-        return _radius(norm, value)
+    if key in ("eps", "alpha", "ss_eps", "ss_alpha") and isinstance(value, float):
+        return _radius("linf" if key.startswith("ss_") else norm, value)
     return str(value)
 
 
 def _feature_dim(model_type: str, config: Mapping[str, Any]) -> int | None:
-    fields = {k: v for k, v in config.items() if k not in ("model_type", "format_version")}
-    if model_type == "rocl-encoder":
-        from .models.encoder import RoCLEncoder
+    if model_type != "rocl-encoder":
+        return int(config["feature_dim"]) if "feature_dim" in config else None
+    from .models.encoder import RoCLEncoder
 
-        try:
-            return int(RoCLEncoder.from_config(fields).feature_dim)
-        except (TypeError, ValueError):
-            return None
-    if "feature_dim" in config:
-        return int(config["feature_dim"])
-    return None
+    fields = {k: v for k, v in config.items() if k not in ("model_type", "format_version")}
+    try:
+        return int(RoCLEncoder.from_config(fields).feature_dim)
+    except (TypeError, ValueError):
+        return None
 
 
 def _details(
@@ -584,20 +548,15 @@ def _details(
     provenance: Mapping[str, Any] | None,
     root_note: str,
 ) -> list[str]:
-    class_name = _CLASS_NAMES.get(model_type, "RoCLEncoder")
+    class_name = _CLASSES.get(model_type, _UNKNOWN_CLASS)[0]
     rows = [("model type", f"`{model_type}` (`{class_name}`)")]
     size = (provenance or {}).get("image_size")
     if size is None and training is not None and "image_size" in training:
         size = [training["image_size"], training["image_size"]]
     trained_at = f"; trained on {size[0]} x {size[1]} images" if size else ""
     if model_type == "rocl-projection-head":
-        rows.append(("input", f"encoder features (B, {config.get('in_dim')})"))
-        rows.append(
-            (
-                "output",
-                f"(B, {config.get('out_dim')}) latents (hidden layer {config.get('hidden_dim')})",
-            )
-        )
+        latents = f"(B, {config.get('out_dim')}) latents (hidden layer {config.get('hidden_dim')})"
+        rows += [("input", f"encoder features (B, {config.get('in_dim')})"), ("output", latents)]
     else:
         arch = training or {}
         if "arch" in config:
@@ -609,15 +568,11 @@ def _details(
         rows.append(("input", f"(B, 3, H, W) float in [0, 1]{trained_at}; normalisation: {norm}"))
         dim = _feature_dim(model_type, config)
         if model_type == "rocl-encoder":
-            rows.append(("output", f"(B, {dim}) features (feature dimension {dim})"))
+            output = f"(B, {dim}) features (feature dimension {dim})"
         else:
-            rows.append(
-                (
-                    "output",
-                    f"(B, {config.get('num_classes', '?')}) logits"
-                    + (f", a linear layer on {dim} encoder features" if dim else ""),
-                )
-            )
+            output = f"(B, {config.get('num_classes', '?')}) logits"
+            output += f", a linear layer on {dim} encoder features" if dim else ""
+        rows.append(("output", output))
     settings = ", ".join(
         f"{k}={_value(k, config[k])}"
         for k in sorted(config)
@@ -650,33 +605,28 @@ def _training_data(provenance: Mapping[str, Any] | None) -> list[str]:
         lines += [str(provenance["dataset"]), ""]
     splits = provenance.get("splits", [])
     if splits:
-        samples: list[str] = []
-        for split in splits:
-            for sample in split.get("overlap", {}):
-                if sample not in samples:
-                    samples.append(sample)
+        samples = list(dict.fromkeys(name for split in splits for name in split.get("overlap", {})))
         columns = ["split", "role", "images", "which images"]
         columns += [f"in {sample}" for sample in samples]
-        rows = [
-            [
-                s["name"],
-                s.get("role", ""),
-                f"{s['images']:,}",
-                s.get("which", ""),
-                *(
-                    f"{s['overlap'][sample]:,}" if sample in s.get("overlap", {}) else "-"
-                    for sample in samples
-                ),
-            ]
-            for s in splits
-        ]
+        rows = []
+        for split in splits:
+            overlap = split.get("overlap", {})
+            cells = [f"{overlap[sample]:,}" if sample in overlap else "-" for sample in samples]
+            which = split.get("which", "")
+            rows.append(
+                [split["name"], split.get("role", ""), f"{split['images']:,}", which, *cells]
+            )
         lines += _table(columns, rows)
     lines += [f"\n{note}" for note in provenance.get("notes", [])]
     return lines
 
 
-def _training(training: Mapping[str, Any] | None, history: list[dict[str, Any]]) -> list[str]:
-    lines = ["## Training", ""]
+def _training(
+    training: Mapping[str, Any] | None,
+    history: list[dict[str, Any]],
+    heading: str = "## Training",
+) -> list[str]:
+    lines = [heading, ""]
     if training is None:
         return [*lines, "No training record (`train_config.json`) in this folder."]
     norm = str(training.get("attack_norm", "linf"))
@@ -695,18 +645,81 @@ def _training(training: Mapping[str, Any] | None, history: list[dict[str, Any]])
     return lines
 
 
+def _finetuning(
+    finetuning: Mapping[str, Any],
+    history: list[dict[str, Any]],
+    training: Mapping[str, Any] | None,
+    encoder_history: list[dict[str, Any]],
+    encoder_config: Mapping[str, Any] | None,
+) -> list[str]:
+    """The Training section of a fine-tuned classifier: its fine-tuning record and metrics (the
+    metric names of this version, or of earlier ones), then its encoder's training if known."""
+    method = str(finetuning.get("method"))
+    lines = [
+        "## Training",
+        "",
+        "Supervised adversarial fine-tuning, with the labels: the encoder and a new linear head "
+        f"trained together by {_FINETUNE_METHODS.get(method, method)}.",
+        "",
+    ]
+    if training is not None:
+        algorithm = "RoCL" if training.get("adversarial") else "SimCLR"
+        lines += [f"Started from a {algorithm} encoder: its training is described below.", ""]
+    else:
+        arch = (encoder_config or {}).get("arch")
+        encoder = f"a {arch} encoder" if arch else "an encoder"
+        lines += [
+            f"Started from {encoder} whose training is not recorded in this folder "
+            f"(`{ENCODER_DIR}/{TRAIN_CONFIG_NAME}`): a pretrained encoder, or a random one for "
+            "the from-scratch baseline.",
+            "",
+        ]
+    relevant = {method, "val"} if any("val_adv_acc" in r for r in history) else {method}
+    norm = str(finetuning.get("attack_norm", "linf"))
+    rows = [
+        [k, _value(k, v, norm)]
+        for k, v in finetuning.items()
+        if k not in _FINETUNE_HIDDEN and _FINETUNE_ONLY.get(k, method) in relevant
+    ]
+    lines += _table(["setting", "value"], rows)
+    if history:
+        last = history[-1]
+        minutes = sum(r.get("seconds", 0.0) for r in history) / 60
+        clean = last.get("train_clean_acc", last.get("clean_acc"))  # older runs: clean_acc
+        adversarial = last.get("train_adv_acc", last.get("adv_acc"))
+        summary = (
+            f"Fine-tuned {last.get('epoch')} epochs ({minutes:.1f} min); last epoch: loss "
+            f"{last.get('loss', float('nan')):.4f}"
+        )
+        if clean is not None and adversarial is not None:
+            summary += (
+                f", training accuracy {100 * clean:.1f} % clean and {100 * adversarial:.1f} % "
+                "under the training attack"
+            )
+        kept = [r for r in history if r.get("best")]
+        if kept:
+            summary += (
+                f". Kept the weights of epoch {kept[-1]['epoch']}, the best validation "
+                f"PGD-{finetuning.get('val_attack_steps')} accuracy: "
+                f"{100 * kept[-1]['val_adv_acc']:.1f} % ({100 * kept[-1]['val_clean_acc']:.1f} % "
+                "clean)"
+            )
+        lines += ["", f"{summary}."]
+    if training is not None:
+        lines += ["", *_training(training, encoder_history, "### The encoder's training")]
+    return lines
+
+
 def _probe(config: Mapping[str, Any], provenance: Mapping[str, Any] | None) -> list[str]:
     kind = "r-LE (robust linear evaluation, eq. 7)" if config.get("adversarial") else "clean LE"
-    lines = ["## Linear probe", "", f"A linear layer on the frozen encoder, trained by {kind}."]
-    lines.append("")
+    lines = ["## Linear probe", "", f"A linear layer on the frozen encoder, trained by {kind}.", ""]
     attack_fields = ("eps", "alpha", "attack_steps")  # r-LE's attack: shown for r-LE only
     rows = [
         [k, _value(k, config[k])]
         for k in _PROBE_FIELDS
         if k in config and (config.get("adversarial") or k not in attack_fields)
     ]
-    for key, value in ((provenance or {}).get("probe") or {}).items():
-        rows.append([key, value])
+    rows += [[key, value] for key, value in ((provenance or {}).get("probe") or {}).items()]
     return lines + _table(["setting", "value"], rows)
 
 
@@ -771,7 +784,6 @@ def _comparison(comparison: Mapping[str, Any] | None) -> list[str]:
 def _usage(
     model_type: str, config: Mapping[str, Any], source: str | None, has_projector: bool
 ) -> list[str]:
-    class_name = _CLASS_NAMES.get(model_type, "RoCLEncoder")
     target = f'"{source}"' if source else '"path/to/this/folder"'
     where = (
         "registered name (bundled with the package or pinned on the Hub, weights checksum-verified)"
@@ -781,104 +793,92 @@ def _usage(
         else "folder holding this card"
     )
     if model_type == "rocl-encoder":
-        lines = [
-            "from robust_contrastive import ProjectionHead, RoCLEncoder"
-            if has_projector
-            else "from robust_contrastive import RoCLEncoder",
-            "",
+        names = "ProjectionHead, RoCLEncoder" if has_projector else "RoCLEncoder"
+        code = [
             f"encoder = RoCLEncoder.from_pretrained({target})  # eval mode",
             "features = encoder(images)  # images (B, 3, H, W) float in [0, 1]",
         ]
         if has_projector:
-            lines += [
+            code += [
                 f"projector = ProjectionHead.from_pretrained({target})  # from projector/",
                 "z = projector(features)  # the latent of the contrastive loss and its attacks",
             ]
     elif model_type == "rocl-projection-head":
-        lines = [
-            "from robust_contrastive import ProjectionHead",
-            "",
+        names = "ProjectionHead"
+        code = [
             f"projector = ProjectionHead.from_pretrained({target})  # eval mode",
             f"z = projector(features)  # (B, {config.get('in_dim')}) -> "
             f"(B, {config.get('out_dim')})",
         ]
+        if source and "/" not in source:
+            where = f"encoder's {where}"
     else:
-        lines = [
-            f"from robust_contrastive import {class_name}",
-            "",
-            f"model = {class_name}.from_pretrained({target})  # eval mode",
+        names = _CLASSES.get(model_type, _UNKNOWN_CLASS)[0]
+        code = [
+            f"model = {names}.from_pretrained({target})  # eval mode",
             "logits = model(images)  # images (B, 3, H, W) float in [0, 1]",
         ]
-    if model_type == "rocl-projection-head" and source and "/" not in source:
-        where = f"encoder's {where}"
-    return ["## Usage", "", f"Load it by its {where}:", "", "```python", *lines, "```"]
+    code = [f"from robust_contrastive import {names}", "", *code]
+    return ["## Usage", "", f"Load it by its {where}:", "", "```python", *code, "```"]
 
 
-def _body(
-    *,
+def _title(
     name: str,
     model_type: str,
-    config: Mapping[str, Any],
     training: Mapping[str, Any] | None,
-    history: list[dict[str, Any]],
+    finetuning: Mapping[str, Any] | None,
     groups: list[dict[str, Any]],
-    checksums: Mapping[str, str],
-    source: str | None,
-    has_projector: bool,
-    provenance: Mapping[str, Any] | None,
-    comparison: Mapping[str, Any] | None,
-) -> str:
+) -> list[str]:
     method = ""
     if training is not None:
         algorithm = "RoCL" if training.get("adversarial") else "SimCLR"
         method = f" with {algorithm}" if model_type == "rocl-encoder" else f" ({algorithm} encoder)"
+    if finetuning is not None:
+        method = f" by {str(finetuning.get('method')).upper()}{method}"
     lines = [
         f"# {name}",
         "",
         f"{_DESCRIPTIONS.get(model_type, 'A model')}{method}, saved by "
         "[robust-contrastive](https://github.com/robust-contrastive/robust-contrastive).",
-        "",
     ]
     small = [g for g in groups if g["report"]["n_images"] < CARD_MIN_IMAGES]
     if small:
         sizes = ", ".join(str(g["report"]["n_images"]) for g in small)
         lines += [
+            "",
             f"> **Warning:** {len(small)} evaluation(s) of this card ran on fewer than "
             f"{CARD_MIN_IMAGES} images ({sizes}): their figures are not reliable (see "
             "Evaluation) and are not in the model-index metadata.",
-            "",
         ]
-    lines += _usage(model_type, config, source, has_projector)
-    lines += [""]
-    training_note = ""
-    if training is not None and model_type != "rocl-encoder":
-        training_note = "The Training section describes the encoder's self-supervised training."
-    lines += _details(model_type, config, training, provenance, training_note)
-    lines += ["", "## Intended use and limitations", ""]
-    lines += [f"Intended use: {_INTENDED_USE.get(model_type, _INTENDED_USE['rocl-encoder'])}", ""]
-    lines += ["Limitations:", ""]
-    lines += [f"- {item}" for item in (*(provenance or {}).get("limitations", []), *_LIMITATIONS)]
-    lines += [""]
-    lines += _training_data(provenance)
-    lines += [""]
-    lines += _training(training, history)
-    if model_type == "rocl-linear-probe":
-        lines += [""]
-        lines += _probe(config, provenance)
-    lines += [""]
-    lines += _evaluation(groups)
-    comparison_lines = _comparison(comparison)
-    if comparison_lines:
-        lines += ["", *comparison_lines]
-    lines += [
+    return lines
+
+
+def _intended_use(model_type: str, provenance: Mapping[str, Any] | None) -> list[str]:
+    limitations = (*(provenance or {}).get("limitations", []), *_LIMITATIONS)
+    return [
+        "## Intended use and limitations",
         "",
+        f"Intended use: {_INTENDED_USE.get(model_type, _INTENDED_USE['rocl-encoder'])}",
+        "",
+        "Limitations:",
+        "",
+        *(f"- {item}" for item in limitations),
+    ]
+
+
+def _files(checksums: Mapping[str, str], finetuning: Mapping[str, Any] | None) -> list[str]:
+    """The Files and Citation sections."""
+    records = [TRAIN_CONFIG_NAME, METRICS_NAME, EVAL_RESULTS_NAME, PROVENANCE_NAME, COMPARISON_NAME]
+    if finetuning is not None:
+        records.insert(1, FINETUNE_CONFIG_NAME)
+    return [
         "## Files",
         "",
         *(f"- `{file}`: SHA-256 `{digest}`" for file, digest in checksums.items()),
         "",
         "This card was generated by robust-contrastive from the folder's files (`config.json`, "
-        f"`{TRAIN_CONFIG_NAME}`, `{METRICS_NAME}`, `{EVAL_RESULTS_NAME}`, `{PROVENANCE_NAME}`, "
-        f"`{COMPARISON_NAME}`, where present); regenerate it with "
+        + "".join(f"`{name}`, " for name in records)
+        + "where present); regenerate it with "
         "`robust-contrastive card FOLDER`.",
         "",
         "## Citation",
@@ -886,6 +886,4 @@ def _body(
         "```bibtex",
         _CITATION,
         "```",
-        "",
     ]
-    return "\n".join(lines)

@@ -1,19 +1,8 @@
 """Named pretrained models: short names pinned to a Hub repo, a revision and weight checksums.
 
-``RoCLEncoder.from_pretrained("rocl-resnet18-cifar10")`` (and every other ``from_pretrained``)
-accepts a registered name. The name resolves to
-
-* the model's files shipped inside this package (``robust_contrastive/pretrained/NAME``), when
-  present: they load offline, on a fresh clone or a wheel install; otherwise
-* the Hub repo ``repo_id`` at the pinned ``revision`` (a commit hash), through the Hugging Face
-  cache (so ``HF_HUB_OFFLINE=1`` works once it has been downloaded).
-
-Either way every weight file is checked against the SHA-256 recorded in the registry before
-anything is loaded; a mismatch is an error. Entries are written from real folders by
-[`entry_from_folder`][robust_contrastive.registry.entry_from_folder] (never typed by hand) into
-``pretrained/registry.json``;
-[`register_pretrained`][robust_contrastive.registry.register_pretrained] adds entries at run time
-(an organisation's own models, tests).
+A registered name loads the files shipped in ``pretrained/NAME`` (offline) when present, else the
+pinned Hub commit; every weight file is checked against the registry's SHA-256 before anything is
+loaded ([`resolve_model_folder`][robust_contrastive.registry.resolve_model_folder]).
 """
 
 from __future__ import annotations
@@ -27,7 +16,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from ._io import atomic_write_text, sha256_file
-from .hub import _REPO_ID
+from .hub import download_folder, is_repo_id, refuse_pickles
 from .layout import CONFIG_NAME
 
 logger = logging.getLogger(__name__)
@@ -62,7 +51,7 @@ class PretrainedModel:
             raise ValueError(
                 f"registry name {self.name!r} must be lower-case letters, digits, '.' and '-'."
             )
-        if not _REPO_ID.match(self.repo_id) or ".." in self.repo_id:
+        if not is_repo_id(self.repo_id) or ".." in self.repo_id:
             raise ValueError(f"repo_id must be 'org/name', got {self.repo_id!r}.")
         if self.revision is None:
             if not self.bundled:
@@ -119,11 +108,6 @@ def _load_registry_file(path: Path = REGISTRY_FILE) -> list[PretrainedModel]:
     return [PretrainedModel(**entry) for entry in raw.get("models", [])]
 
 
-def _files_exist(entry: PretrainedModel) -> bool:
-    folder = entry.folder
-    return folder is None or all((folder / f).is_file() for f in entry.sha256)
-
-
 def list_pretrained() -> list[PretrainedModel]:
     """The registered models whose files exist, sorted by name.
 
@@ -134,7 +118,8 @@ def list_pretrained() -> list[PretrainedModel]:
     entries.update(_RUNTIME)
     listed = []
     for name in sorted(entries):
-        if _files_exist(entries[name]):
+        folder = entries[name].folder
+        if folder is None or all((folder / f).is_file() for f in entries[name].sha256):
             listed.append(entries[name])
         else:
             logger.warning(
@@ -145,10 +130,7 @@ def list_pretrained() -> list[PretrainedModel]:
 
 def get_pretrained(name: str) -> PretrainedModel | None:
     """The entry called ``name``, or None when no such model is listed."""
-    for entry in list_pretrained():
-        if entry.name == name:
-            return entry
-    return None
+    return next((entry for entry in list_pretrained() if entry.name == name), None)
 
 
 def register_pretrained(entry: PretrainedModel, *, overwrite: bool = False) -> None:
@@ -173,8 +155,7 @@ def write_registry_entry(
     """
     target = Path(path)
     if entry.bundled:
-        folder = target.parent / entry.name
-        verify_checksums(entry, folder)
+        verify_checksums(entry, target.parent / entry.name)
     entries = {e.name: e for e in _load_registry_file(target)}
     entries[entry.name] = entry
     document = {
@@ -241,3 +222,64 @@ def verify_checksums(entry: PretrainedModel, folder: str | os.PathLike[str]) -> 
                 "replaced: delete it from the Hugging Face cache (or reinstall the package for a "
                 "bundled model) and load again. Nothing was loaded."
             )
+
+
+def resolve_model_folder(
+    name_or_path: str | os.PathLike[str],
+    *,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    local_files_only: bool = False,
+    token: str | bool | None = None,
+) -> Path:
+    """A local folder holding the model's files.
+
+    Args:
+        name_or_path: a folder written by ``save_pretrained``, a Hub repo id ``"org/name"``, or
+            a registered name (``list_pretrained()``), whose checksums are verified.
+        revision: a branch, tag or commit hash of the Hub repo (default: ``"main"``); registered
+            names are pinned and take no revision.
+        cache_dir: the Hugging Face cache to use (default: huggingface_hub's).
+        local_files_only: never download; use the local cache only.
+        token: a Hub token for private repos (default: the logged-in token, if any).
+
+    Raises:
+        FileNotFoundError: not a folder, a Hub repo id or a registered name, or the repo /
+            revision cannot be found (or is not cached while offline); the message says what
+            to do.
+        ValueError: ``name_or_path`` is a pickle checkpoint (or a folder holding only pickles),
+            or a registered name was given a revision.
+        ChecksumError: a registered model's weights do not match the registry's SHA-256.
+    """
+    path = Path(name_or_path)
+    refuse_pickles(path)
+    if path.is_dir():
+        return path
+    name = str(name_or_path)
+    options = (cache_dir, local_files_only, token)
+    if not path.exists():
+        entry = get_pretrained(name)
+        if entry is not None:
+            if revision is not None and revision != entry.revision:
+                raise ValueError(
+                    f"{name} is a registered name pinned to {entry.source}; to load another "
+                    "revision pass the repo id: "
+                    f"from_pretrained({entry.repo_id!r}, revision={revision!r})."
+                )
+            folder = entry.folder
+            if folder is None:
+                folder = download_folder(entry.repo_id, entry.revision, *options)
+            verify_checksums(entry, folder)
+            return folder
+    if path.exists() or not is_repo_id(name):
+        raise FileNotFoundError(
+            f"{name} is neither a folder written by save_pretrained (holding config.json and "
+            "model.safetensors), nor a Hugging Face Hub repo id ('org/name'), nor a registered "
+            "name (robust_contrastive.list_pretrained())."
+        )
+    try:
+        return download_folder(name, revision, *options)
+    except FileNotFoundError as err:  # often a mistyped local folder that reads as "org/name"
+        raise FileNotFoundError(
+            f"no folder {path} exists here, so {name!r} was taken for a Hub repo id: {err}"
+        ) from err

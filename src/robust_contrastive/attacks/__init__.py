@@ -1,9 +1,18 @@
-"""Attacks: the label-free instance-wise attack of RoCL and class-wise attacks on classifiers.
+"""Attacks on one base, [`Attack`][robust_contrastive.attacks.base.Attack]: RoCL's label-free
+instance-wise attack, TRADES' attack, PGD and EOT-PGD; AutoAttack wraps torchattacks."""
 
-All of them share one projected step (``robust_contrastive.attacks._steps``).
-"""
-
-from .classwise import EOTPGD, PGD, autoattack
+from .auto import autoattack
+from .base import Attack
 from .instance import ATTACK_LOSSES, InstanceWiseAttack
+from .pgd import EOTPGD, PGD
+from .trades import TradesAttack
 
-__all__ = ["ATTACK_LOSSES", "EOTPGD", "PGD", "InstanceWiseAttack", "autoattack"]
+__all__ = [
+    "ATTACK_LOSSES",
+    "EOTPGD",
+    "PGD",
+    "Attack",
+    "InstanceWiseAttack",
+    "TradesAttack",
+    "autoattack",
+]

@@ -1,21 +1,10 @@
-"""The projected-gradient step shared by every attack of this library.
-
-Instance-wise and class-wise attacks differ only in the loss they ascend; the random start, the
-ascent step, the projection onto the eps-ball and the clamp to [0, 1] live here, once, so that a
-fix to any of them fixes every attack.
-"""
+"""The random start, ascent step and projection onto the eps-ball and [0, 1] of every attack:
+the attacks differ only in the loss they ascend."""
 
 from __future__ import annotations
 
-import math
-import numbers
-from typing import Literal
-
 import torch
 
-from .._names import NORMS as NORMS
-
-Norm = Literal["linf", "l2", "l1"]
 _TINY = 1e-12
 L1_SPARSITY = 0.99  # the l1 step moves the top 1 % of gradient coordinates (SLIDE's default)
 
@@ -33,12 +22,7 @@ def random_start(
 
     l-inf: every pixel offset uniform in [-eps, eps] (as in Madry et al. and RoCL).
     l2 / l1: a random direction (Gaussian / Laplace) scaled to a radius uniform in [0, eps].
-
-    Args:
-        images: (B, C, H, W) float in [0, 1].
-
-    Returns:
-        (B, C, H, W) float in [0, 1], within eps of ``images``.
+    ``images`` (B, C, H, W) and the result are float in [0, 1].
     """
     shape, device, dtype = images.shape, images.device, images.dtype
     if norm == "linf":
@@ -107,63 +91,3 @@ def _project_l1(delta: torch.Tensor, eps: float) -> torch.Tensor:
     theta = (cumulative.gather(1, rho - 1) - eps) / rho.to(delta.dtype)  # (B, 1)
     projected = flat.sign() * (magnitude - theta).clamp(min=0)
     return torch.where(inside, flat, projected).view_as(delta)  # (B, D) -> (B, C, H, W)
-
-
-def check_number(name: str, value: object, *, positive: bool, example: str) -> None:
-    """Raise unless ``value`` is a finite real number, > 0 if ``positive`` else >= 0.
-
-    Raises:
-        TypeError: not a real number (a string, a tensor, a bool...).
-        ValueError: NaN, infinite, negative (or zero when ``positive``).
-    """
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number (e.g. {example}), got {type(value).__name__}.")
-    bound = "> 0" if positive else ">= 0"
-    if not math.isfinite(value) or value < 0 or (positive and value == 0):
-        raise ValueError(f"{name} must be a finite number {bound} (e.g. {example}), got {value}.")
-
-
-def check_budget(eps: float, alpha: float, steps: int, norm: str) -> None:
-    """Validate an attack's hyperparameters, raising ``ValueError`` (``TypeError`` for a value
-    that is not a number) with the fix."""
-    if norm not in NORMS:
-        raise ValueError(f"unknown norm {norm!r}; choose one of {list(NORMS)}.")
-    check_number("eps", eps, positive=False, example="8/255 for l-inf")
-    check_number("alpha (the step size)", alpha, positive=True, example="2/255")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"steps must be a non-negative integer, got {steps!r}.")
-
-
-def check_images(images: torch.Tensor, name: str = "images") -> None:
-    """Validate a batch of images: (B, 3, H, W) float, finite, in [0, 1].
-
-    This reads the tensor's min and max (one host synchronisation): public entry points call it,
-    hot loops inside the library do not.
-    """
-    if not isinstance(images, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(images).__name__}.")
-    if images.dim() != 4 or images.shape[1] != 3:
-        raise ValueError(f"{name} must be (B, 3, H, W), got shape {tuple(images.shape)}.")
-    if not images.is_floating_point():
-        raise TypeError(
-            f"{name} must be float in [0, 1], got {images.dtype}: use images.float() / 255."
-        )
-    if images.shape[0] == 0:
-        raise ValueError(f"{name} is an empty batch.")
-    if not bool(torch.isfinite(images).all()):
-        raise ValueError(f"{name} contains NaN or inf pixels.")
-    lo, hi = float(images.min()), float(images.max())
-    if lo < 0.0 or hi > 1.0:
-        raise ValueError(
-            f"{name} must be in [0, 1], got values in [{lo:.3g}, {hi:.3g}]: pass unnormalised "
-            "images (normalisation belongs inside the model: RoCLEncoder(mean=..., std=...))."
-        )
-
-
-def check_generator(generator: torch.Generator | None, device: torch.device) -> None:
-    """Raise if ``generator`` lives on another device than the data it must sample for."""
-    if generator is not None and generator.device.type != device.type:
-        raise ValueError(
-            f"the generator is on {generator.device} but the images are on {device}: create it "
-            f"with torch.Generator(device=images.device)."
-        )

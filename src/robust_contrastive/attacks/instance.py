@@ -8,16 +8,8 @@ from torch import nn
 
 from .._names import ATTACK_LOSSES as ATTACK_LOSSES
 from ..losses import nt_xent_loss
-from ..modes import eval_mode
-from ._steps import (
-    ascent_step,
-    check_budget,
-    check_generator,
-    check_images,
-    check_number,
-    project,
-    random_start,
-)
+from ..validation import check_images, check_number
+from .base import Attack, Target
 
 
 def _cosine_distance(z: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
@@ -25,7 +17,7 @@ def _cosine_distance(z: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
     return (1 - F.cosine_similarity(z, positives, dim=1)).mean()
 
 
-class InstanceWiseAttack:
+class InstanceWiseAttack(Attack[torch.Tensor]):
     """Instance-wise PGD attack (eq. 4 of RoCL): needs no labels.
 
     Each image t(x) is perturbed within the eps-ball to maximise the contrastive loss
@@ -36,7 +28,7 @@ class InstanceWiseAttack:
 
     ``positives`` is the other view t'(x); the negatives are the other images of the batch (both
     the adversarial and the positive rows, as in the original implementation). The positives'
-    embeddings do not depend on the perturbation: they are computed once per call.
+    embeddings are computed once per call.
 
     Args:
         encoder: f_theta, (B, 3, H, W) in [0, 1] -> (B, F).
@@ -44,7 +36,7 @@ class InstanceWiseAttack:
         eps: radius of the ball (8/255 in the paper, l-inf).
         alpha: step size (0.007 in the paper's training attack).
         steps: number of PGD steps (7 in the paper's training attack).
-        norm: ``"linf"`` or ``"l2"``.
+        norm: ``"linf"``, ``"l2"`` or ``"l1"``.
         random_start: start from a uniformly random point of the ball (as in the paper).
         temperature: tau of the contrastive loss (0.5).
         loss: the objective ascended: ``"contrastive"`` (the paper's), or the ablations of
@@ -52,11 +44,12 @@ class InstanceWiseAttack:
             1 - cos, maximised) between z(t(x)^i) and z(t'(x)).
 
     Call:
-        ``attack(images, positives, generator=None)``: images and positives (B, 3, H, W) float in
-        [0, 1] -> adversarial images (B, 3, H, W), detached, within eps of ``images`` and in
-        [0, 1]. Encoder and projector run in eval mode and get their previous modes back; their
-        parameters' ``.grad`` are left untouched (gradients come from ``torch.autograd.grad``).
+        ``attack(images, positives, generator=None)``: the call of
+        [`Attack`][robust_contrastive.attacks.base.Attack], whose target is the positives
+        t'(x), (B, 3, H, W) float in [0, 1] like the images.
     """
+
+    repr_fields = (*Attack.repr_fields, "loss")
 
     def __init__(
         self,
@@ -70,25 +63,18 @@ class InstanceWiseAttack:
         temperature: float = 0.5,
         loss: str = "contrastive",
     ) -> None:
-        check_budget(eps, alpha, steps, norm)
+        super().__init__(eps, alpha, steps, norm, random_start)
         if loss not in ATTACK_LOSSES:
             raise ValueError(f"unknown attack loss {loss!r}; choose one of {list(ATTACK_LOSSES)}.")
         check_number("temperature", temperature, positive=True, example="0.5")
         self.encoder = encoder
         self.projector = projector
-        self.eps = float(eps)
-        self.alpha = float(alpha)
-        self.steps = steps
-        self.norm = norm
-        self.random_start = random_start
         self.temperature = float(temperature)
         self.loss = loss
 
-    def __repr__(self) -> str:
-        return (
-            f"InstanceWiseAttack(eps={self.eps:.5g}, alpha={self.alpha:.5g}, steps={self.steps}, "
-            f"norm={self.norm!r}, random_start={self.random_start}, loss={self.loss!r})"
-        )
+    @property
+    def modules(self) -> tuple[nn.Module, ...]:
+        return (self.encoder, self.projector)
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """z = g_pi(f_theta(images)): (B, 3, H, W) -> (B, D)."""
@@ -96,8 +82,7 @@ class InstanceWiseAttack:
         return out
 
     def objective(self, adversarial: torch.Tensor, z_positives: torch.Tensor) -> torch.Tensor:
-        """The scalar loss the attack ascends, for images ``adversarial`` (B, 3, H, W) and the
-        positives' latents ``z_positives`` (B, D)."""
+        """The loss ascended at ``adversarial`` (B, 3, H, W), given the positives' z (B, D)."""
         z = self.embed(adversarial)  # (B, D)
         if self.loss == "contrastive":
             return nt_xent_loss(z, z_positives, temperature=self.temperature)
@@ -107,14 +92,8 @@ class InstanceWiseAttack:
             return F.l1_loss(z, z_positives)
         return _cosine_distance(z, z_positives)
 
-    def __call__(
-        self,
-        images: torch.Tensor,
-        positives: torch.Tensor,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        check_images(images, "images")
-        check_images(positives, "positives")
+    def check_target(self, images: torch.Tensor, target: Target) -> torch.Tensor:
+        positives = check_images(target, "positives")
         if positives.shape != images.shape:
             raise ValueError(
                 f"positives must have the images' shape {tuple(images.shape)}, got "
@@ -130,33 +109,10 @@ class InstanceWiseAttack:
             raise ValueError(
                 "the contrastive attack needs at least 2 images (the others are its negatives)."
             )
-        check_generator(generator, images.device)
-        return self.perturb(images, positives, generator)
+        return positives
 
-    def perturb(
-        self,
-        images: torch.Tensor,
-        positives: torch.Tensor,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        """The attack without input validation (no host synchronisation): for trusted callers
-        such as the trainer's hot loop. Same contract as ``__call__``."""
-        if self.eps == 0 or (self.steps == 0 and not self.random_start):
-            return images.detach().clone()
-        with eval_mode(self.encoder, self.projector):
-            images = images.detach()
-            with torch.no_grad():
-                z_positives = self.embed(positives.detach())  # (B, D), fixed for every step
-            x_adv = (
-                random_start(images, self.eps, self.norm, generator)
-                if self.random_start
-                else images.clone()
-            )
-            with torch.enable_grad():
-                for _ in range(self.steps):
-                    x_adv.requires_grad_(True)
-                    loss = self.objective(x_adv, z_positives)
-                    (grad,) = torch.autograd.grad(loss, x_adv)
-                    x_adv = ascent_step(x_adv.detach(), grad, self.alpha, self.norm)
-                    x_adv = project(x_adv, images, self.eps, self.norm)
-            return x_adv.detach()
+    def prepare(self, images: torch.Tensor, target: Target) -> torch.Tensor:
+        """The positives' latents z(t'(x)), (B, D): they do not depend on the perturbation."""
+        positives = self.required(target, "the positives t'(x), (B, 3, H, W),")
+        with torch.no_grad():
+            return self.embed(positives.detach())

@@ -3,86 +3,68 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
+import functools
+import inspect
 import json
 import logging
 import shutil
+import sys
 import textwrap
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-# Only light modules at import: `robust-contrastive --help` must not wait for torch. The
-# commands import what they use (torch, the models, the data...) when they run.
-from .._names import (
-    ARCHS,
-    ATTACK_LOSSES,
-    ATTACK_SOURCES,
-    NORMS,
-    PRECISIONS,
-    REGULARIZER_FORWARDS,
-)
-from ..training.config import TrainConfig
+from .._io import atomic_write_text
+from .._names import SAMPLE_SPLIT_OVERLAP
+from ..layout import CHECKPOINT_DIR, LAST_CHECKPOINT, SPLIT_NAME
+from ..training.config import CHOICES, TrainConfig
 
 if TYPE_CHECKING:
+    import torch
+
     from ..data import ImageDataset
 
 
 logger = logging.getLogger("robust_contrastive")
 
 
-# Help for every TrainConfig field exposed as --field-name.
-_HELP: dict[str, str] = {
-    "arch": "encoder architecture (resnet18 = the paper's)",
-    "width": "channels of the first ResNet stage (64 = paper, 16 fits a CPU)",
-    "projection_hidden_dim": "projector hidden width",
-    "projection_dim": "projector output (latent) dimension",
-    "adversarial": "RoCL (instance-wise adversarial views); --no-adversarial = SimCLR",
-    "temperature": "NT-Xent temperature",
-    "reg_lambda": "eq. (6): the regulariser is weighted 1/reg_lambda",
-    "regularizer_forward": "separate = the original's own forward of (adv, t'(x)); shared = "
-    "reuse the 3-view forward (cheaper, other BatchNorm statistics)",
-    "eps": "attack radius; fractions like 8/255 are accepted",
-    "alpha": "attack step size; fractions like 2/255 are accepted",
-    "attack_steps": "PGD steps of the training attack",
-    "attack_norm": "norm of the training attack's ball",
-    "attack_loss": "loss the attack ascends (Table 7); contrastive = the paper's",
-    "attack_source": "the image perturbed: augmented = t(x) (the paper's), original = x (Table 5)",
-    "attack_random_start": "uniform random start in the ball",
-    "epochs": "training epochs",
-    "batch_size": "images per step (per process)",
-    "lr": "base learning rate (warmed up to lr * lr_warmup_multiplier)",
-    "lr_warmup_multiplier": "peak lr / base lr",
-    "warmup_epochs": "linear warm-up epochs before the cosine decay",
-    "momentum": "SGD momentum",
-    "weight_decay": "weight decay",
-    "lars": "wrap SGD in LARS",
-    "trust_coefficient": "LARS trust coefficient",
-    "grad_clip": "clip the gradient norm to this value",
-    "image_size": "side of the random resized crops",
-    "drop_last": "drop the last incomplete batch of an epoch",
-    "seed": "seed of initialisation, data order, augmentation and attacks",
-    "device": "auto, cpu, cuda, cuda:1, ...",
-    "precision": "bf16 = bfloat16 autocast (GPUs)",
-    "channels_last": "channels_last memory format (faster on GPUs and on CPUs; width >= 8)",
-    "attack_fold_batchnorm": "attack a BatchNorm-folded copy of the encoder (same adversary, "
-    "faster)",
-    "compile": "torch.compile the training forward and the attack (GPUs)",
-    "sync_batchnorm": "under torchrun: SyncBatchNorm across processes (CUDA only)",
-    "checkpoint_every": "epochs between checkpoints",
-    "progress": "show a progress bar",
-}
+@functools.cache
+def _field_comments(cls: type) -> dict[str, str]:
+    """The comment beside each field of the dataclass ``cls``, read from its module's source.
+
+    A field's comment starts after the ``#`` that follows it on its line and goes on over the
+    comment-only lines right below it; a comment line after a blank line (or after a field
+    without a comment) heads the next group of fields and belongs to none. The config modules
+    stay torch-free, so this reads them without importing torch.
+    """
+    try:
+        source = inspect.getsource(sys.modules[cls.__module__])
+    except (OSError, TypeError):  # an install without .py sources: options without help
+        return {}
+    lines = source.splitlines()
+    body = next(
+        node.body
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.ClassDef) and node.name == cls.__name__
+    )
+    fields: dict[str, str] = {}
+    for node in body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            row = (node.end_lineno or node.lineno) - 1
+            comment = lines[row][node.end_col_offset :].strip()
+            comments = [comment] if comment.startswith("#") else []
+            while comments and row + 1 < len(lines) and lines[row + 1].lstrip().startswith("#"):
+                row += 1
+                comments.append(lines[row].strip())
+            fields[node.target.id] = " ".join(c.lstrip("#").strip() for c in comments)
+    return fields
 
 
-# The fixed sets of values of TrainConfig's choice fields: --help lists them, argparse checks them.
-_CHOICES: dict[str, tuple[str, ...]] = {
-    "arch": ARCHS,
-    "attack_norm": NORMS,
-    "attack_loss": ATTACK_LOSSES,
-    "attack_source": ATTACK_SOURCES,
-    "precision": PRECISIONS,
-    "regularizer_forward": REGULARIZER_FORWARDS,
-}
+# Images of the bundled sample that are also in the bundled held-out sample: its held-out split.
+_SHARED_SAMPLE_IMAGES = SAMPLE_SPLIT_OVERLAP["sample"]["held_out"]
 
 
 def _number(text: str) -> float:
@@ -102,51 +84,39 @@ def _show(value: object) -> str:
     return str(value)
 
 
-def _config_defaults(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """TrainConfig's field defaults, updated with ``overrides``, without building a config (its
-    validation imports torch; --help must not)."""
-    values = {
-        f.name: f.default
-        for f in dataclasses.fields(TrainConfig)
-        if f.default is not dataclasses.MISSING
-    }
-    unknown = sorted(set(overrides or {}) - set(values))
-    if unknown:
-        raise ValueError(f"unknown TrainConfig fields {unknown}.")
-    return {**values, **(overrides or {})}
-
-
 def _add_config_arguments(
     parser: argparse.ArgumentParser, overrides: dict[str, Any] | None = None
 ) -> None:
+    """An option per TrainConfig field, its default the field's (or ``overrides``'), read from
+    the fields without building a config (its validation imports torch; --help must not)."""
+    overrides = overrides or {}
+    fields = dataclasses.fields(TrainConfig)
+    unknown = sorted(set(overrides) - {f.name for f in fields})
+    if unknown:
+        raise ValueError(f"unknown TrainConfig fields {unknown}.")
     group = parser.add_argument_group(
-        "training configuration (TrainConfig; bool options also take --no-...)"
+        "training configuration (TrainConfig; bool options also take --no-..., numbers also "
+        "fractions such as 8/255)"
     )
-    defaults = _config_defaults(overrides)
-    for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        default = defaults[f.name]
-        help_text = f"{_HELP.get(f.name, f.name)} (default: {_show(default)})"
+    comments = _field_comments(TrainConfig)
+    for f in fields:
+        default = overrides.get(f.name, f.default)
+        kind: dict[str, Any] = {"type": str}
         if isinstance(default, bool):
-            group.add_argument(
-                flag,
-                dest=f.name,
-                action=argparse.BooleanOptionalAction,
-                default=default,
-                help=help_text,
-            )
-        elif f.name in _CHOICES:
-            group.add_argument(
-                flag, dest=f.name, choices=_CHOICES[f.name], default=default, help=help_text
-            )
+            kind = {"action": argparse.BooleanOptionalAction}
+        elif f.name in CHOICES:
+            kind = {"choices": CHOICES[f.name]}
         elif isinstance(default, int):
-            group.add_argument(flag, dest=f.name, type=int, default=default, help=help_text)
+            kind = {"type": int}
         elif isinstance(default, float) or f.name == "grad_clip":
-            group.add_argument(
-                flag, dest=f.name, type=_number, default=default, metavar="X", help=help_text
-            )
-        else:
-            group.add_argument(flag, dest=f.name, type=str, default=default, help=help_text)
+            kind = {"type": _number, "metavar": "X"}
+        group.add_argument(
+            "--" + f.name.replace("_", "-"),
+            dest=f.name,
+            default=default,
+            help=f"{comments.get(f.name, f.name)} (default: {_show(default)})",
+            **kind,
+        )
 
 
 def _add_data_arguments(
@@ -163,8 +133,8 @@ def _add_data_arguments(
         default=None if required else "sample",
         help="an ImageFolder path, 'cifar10' / 'cifar100' (with --data-root), 'sample' (the "
         "bundled 5,000-image CIFAR-10 sample) or 'sample-held-out' (2,000 bundled CIFAR-10 "
-        "images that the bundled pretrained models never saw; 189 of them are also in "
-        "'sample')",
+        f"images that the bundled pretrained models never saw; {_SHARED_SAMPLE_IMAGES} of them "
+        "are also in 'sample')",
     )
     group.add_argument("--data-root", default=None, help="root folder of cifar10 / cifar100")
     group.add_argument("--download", action="store_true", help="download cifar10 / cifar100")
@@ -184,11 +154,32 @@ def _add_data_arguments(
         )
 
 
-def _config_from_args(args: argparse.Namespace) -> TrainConfig:
+def _add_run_arguments(parser: argparse.ArgumentParser, out_help: str) -> None:
+    """--resume and --overwrite of a command that trains into ``OUT``."""
+    parser.add_argument("--resume", action="store_true", help=out_help)
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start from scratch even if OUT holds a run (its checkpoint is replaced)",
+    )
+
+
+def _run_config(args: argparse.Namespace, *runs: Path) -> TrainConfig:
+    """The TrainConfig of the options. Refuses, before anything is written, to start over in a
+    run folder of ``runs`` that holds a checkpoint unless ``--resume`` or ``--overwrite`` says
+    what to do with it."""
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
     if getattr(args, "simclr", False):
         values["adversarial"] = False
-    return TrainConfig(**values)
+    config = TrainConfig(**values)
+    for run in runs:
+        existing = run / CHECKPOINT_DIR / LAST_CHECKPOINT
+        if existing.exists() and not args.resume and not args.overwrite:
+            raise FileExistsError(
+                f"{args.out} already holds a training run ({existing}): continue it with "
+                "--resume, start it again from scratch with --overwrite, or pick another --out."
+            )
+    return config
 
 
 def _read_json_object(path: str | Path, what: str) -> dict[str, Any]:
@@ -202,8 +193,19 @@ def _read_json_object(path: str | Path, what: str) -> dict[str, Any]:
     return value
 
 
-def _load_split(args: argparse.Namespace, dataset: ImageDataset, part: str) -> ImageDataset:
-    if not args.split:
+def _load_data(args: argparse.Namespace, part: str | None = None, **options: Any) -> ImageDataset:
+    """The images of the data options (and ``options`` of ``load_dataset``); with ``--split``,
+    only its ``part`` ("train" or "val") of them."""
+    from ..data import load_dataset
+
+    dataset = load_dataset(
+        args.data,
+        root=args.data_root,
+        download=args.download,
+        max_per_class=args.max_per_class,
+        **options,
+    )
+    if part is None or not args.split:
         return dataset
     what = 'a split.json of `robust-contrastive train --val-per-class` ("train" and "val" lists)'
     split = _read_json_object(args.split, what)
@@ -217,6 +219,15 @@ def _load_split(args: argparse.Namespace, dataset: ImageDataset, part: str) -> I
     return dataset.subset(indices)
 
 
+def _write_split(
+    out: Path, data: str, seed: int, train: torch.Tensor, val: torch.Tensor, **extra: int
+) -> None:
+    """Write OUT/split.json: a run's training and held-out image indices, with the data and the
+    seed that drew them (and the ``extra`` fields, before the indices)."""
+    split = {"data": str(data), "seed": seed, **extra, "train": train.tolist(), "val": val.tolist()}
+    atomic_write_text(out / SPLIT_NAME, json.dumps(split))
+
+
 def _paragraphs(text: str) -> str:
     """``text``'s paragraphs (separated by blank lines) re-wrapped as argparse wraps help."""
     width = max(min(shutil.get_terminal_size().columns - 2, 88), 40)
@@ -225,22 +236,37 @@ def _paragraphs(text: str) -> str:
     )
 
 
+_Command = Callable[[argparse.Namespace], int]
+_HELP: dict[_Command, tuple[str, str, str]] = {}  # the --help texts of each command function
+
+
+def _command(summary: str, description: str, examples: str) -> Callable[[_Command], _Command]:
+    """Record the --help texts of the command function it decorates, for ``_subcommand``."""
+
+    def record(func: _Command) -> _Command:
+        _HELP[func] = (summary, description, examples)
+        return func
+
+    return record
+
+
 def _subcommand(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser],
-    name: str,
-    summary: str,
-    description: str,
-    examples: str,
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], func: _Command
 ) -> argparse.ArgumentParser:
-    """A subcommand whose --help opens with ``summary`` and ``description`` (paragraphs, wrapped
-    here) and ends with ``examples`` (shell lines, shown as written)."""
-    return sub.add_parser(
-        name,
+    """The subcommand that runs ``func(args)``, named after it (``_cmd_list_pretrained``:
+    ``list-pretrained``): its --help opens with the ``summary`` and ``description`` given to
+    ``@_command`` (paragraphs, wrapped here) and ends with the ``examples`` (shell lines, shown
+    as written)."""
+    summary, description, examples = _HELP[func]
+    parser = sub.add_parser(
+        func.__name__.removeprefix("_cmd_").replace("_", "-"),
         help=summary,
         description=_paragraphs(f"{summary[0].upper()}{summary[1:]}.\n\n{description}"),
         epilog=f"examples:\n{examples}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.set_defaults(func=func)
+    return parser
 
 
 _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-# Only light modules at import: `robust-contrastive --help` must not wait for torch. The
-# commands import what they use (torch, the models, the data...) when they run.
 from ..layout import PROJECTOR_DIR
+from ._common import _command, _subcommand
 
-if TYPE_CHECKING:
-    pass
 
-from ._common import (
-    _subcommand,
+@_command(
+    "convert a checkpoint of the original RoCL code to this library's format",
+    """Reads the original code's torch.save'd encoder (and projector) checkpoints, checks
+them, and writes a save_pretrained folder: RoCLEncoder.from_pretrained(OUT).""",
+    """  robust-contrastive convert rocl_encoder.pt --projector rocl_projector.pt \\
+      --out converted/rocl""",
 )
-
-
 def _cmd_convert(args: argparse.Namespace) -> int:
     from ..convert import convert_encoder, convert_projector
 
@@ -39,17 +37,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``convert`` subcommand(s) to ``sub``."""
-    convert = _subcommand(
-        sub,
-        "convert",
-        "convert a checkpoint of the original RoCL code to this library's format",
-        """Reads the original code's torch.save'd encoder (and projector) checkpoints, checks
-them, and writes a save_pretrained folder: RoCLEncoder.from_pretrained(OUT).""",
-        """  robust-contrastive convert rocl_encoder.pt --projector rocl_projector.pt \\
-      --out converted/rocl""",
-    )
+    convert = _subcommand(sub, _cmd_convert)
     convert.add_argument("checkpoint", help="the original encoder checkpoint (torch.save'd)")
     convert.add_argument("--projector", help="the original projector checkpoint")
     convert.add_argument("--out", required=True, help="output folder (save_pretrained layout)")
-    convert.set_defaults(func=_cmd_convert)

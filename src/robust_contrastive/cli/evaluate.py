@@ -6,27 +6,23 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-# Only light modules at import: `robust-contrastive --help` must not wait for torch. The
-# commands import what they use (torch, the models, the data...) when they run.
 from .._io import atomic_write_text
-from .._names import (
-    THREAT_NAMES,
-)
+from .._names import THREAT_NAMES
 from ..layout import CONFIG_NAME
-
-if TYPE_CHECKING:
-    from ..evaluation.finetuning import RobustClassifier
-    from ..evaluation.probe import RobustLinearProbe
-
 from ._common import (
+    _SHARED_SAMPLE_IMAGES,
     _add_data_arguments,
-    _load_split,
+    _command,
+    _load_data,
     _read_json_object,
     _subcommand,
 )
 
+if TYPE_CHECKING:
+    from ..models.classifier import Classifier
 
-def _load_classifier(folder: Path) -> RobustLinearProbe | RobustClassifier:
+
+def _load_classifier(folder: Path) -> Classifier:
     """The classifier saved in ``folder`` (a probe or a fine-tuned classifier)."""
     from ..evaluation.finetuning import RobustClassifier
     from ..evaluation.probe import RobustLinearProbe
@@ -38,25 +34,36 @@ def _load_classifier(folder: Path) -> RobustLinearProbe | RobustClassifier:
             "`robust-contrastive probe` (a linear probe) or by fine-tuning (a robust classifier)."
         )
     model_type = _read_json_object(config_path, "a model's config").get("model_type")
-    if model_type == RobustLinearProbe.model_type:
-        return RobustLinearProbe.from_pretrained(folder)
-    if model_type == RobustClassifier.model_type:
-        return RobustClassifier.from_pretrained(folder)
+    for cls in (RobustLinearProbe, RobustClassifier):
+        if model_type == cls.model_type:
+            return cls.from_pretrained(folder)
     raise ValueError(
         f"{folder} holds a {model_type!r}, not a classifier: train a probe on an encoder first "
         "(robust-contrastive probe --encoder DIR ...)."
     )
 
 
+@_command(
+    "clean, PGD, l2, l1 and AutoAttack accuracy of a classifier, as a report",
+    f"""Runs the threats of the paper's Table 1 (all by default; AutoAttack needs
+torchattacks) with sanity checks, prints a markdown table and writes the report as JSON
+(OUT) with a .md beside it. Evaluate on images the model never saw: --split with the
+training run's split.json, --test-split, or, for the bundled models, --data
+sample-held-out (a model trained on --data sample has seen {_SHARED_SAMPLE_IMAGES} of its
+images).""",
+    """  robust-contrastive evaluate --model runs/rocl/probe --data sample \\
+      --split runs/rocl/split.json --threats linf-8/255 l2-0.5 --out report.json
+  robust-contrastive evaluate --model runs/rocl/probe --data cifar10 --data-root data \\
+      --test-split --n-images 1000 --out test-report.json""",
+)
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     import torch
 
-    from ..data import load_dataset
     from ..evaluation.probe import RobustLinearProbe
     from ..evaluation.smoothing import TransformationSmoothedClassifier
     from ..evaluation.suite import evaluate_robustness
-    from ..hub import resolve_model_folder
     from ..model_card import attach_evaluation, weights_checksums
+    from ..registry import resolve_model_folder
 
     if args.split and args.test_split:
         raise ValueError(
@@ -66,14 +73,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     # checksum-verified) once.
     folder = resolve_model_folder(args.model)
     model: torch.nn.Module = _load_classifier(folder)
-    dataset = load_dataset(
-        args.data,
-        root=args.data_root,
-        download=args.download,
-        train=not args.test_split,
-        max_per_class=args.max_per_class,
-    )
-    data = _load_split(args, dataset, "val")
+    data = _load_data(args, "val", train=not args.test_split)
     if args.smoothed:
         if not isinstance(model, RobustLinearProbe):
             raise ValueError("--smoothed needs a linear probe (encoder + linear head).")
@@ -91,13 +91,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     report.info.update(
-        {
-            "model": str(args.model),
-            "data": str(args.data),
-            "split": args.split,
-            "smoothed": args.smoothed,
-            "weights_sha256": weights_checksums(folder),
-        }
+        model=str(args.model),
+        data=str(args.data),
+        split=args.split,
+        smoothed=args.smoothed,
+        weights_sha256=weights_checksums(folder),
     )
     path = report.to_json(args.out)
     atomic_write_text(Path(path).with_suffix(".md"), report.to_markdown() + "\n")
@@ -129,21 +127,7 @@ def _split_description(args: argparse.Namespace, n_images: int, n_available: int
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``evaluate`` subcommand(s) to ``sub``."""
-    evaluate = _subcommand(
-        sub,
-        "evaluate",
-        "clean, PGD, l2, l1 and AutoAttack accuracy of a classifier, as a report",
-        """Runs the threats of the paper's Table 1 (all by default; AutoAttack needs
-torchattacks) with sanity checks, prints a markdown table and writes the report as JSON
-(OUT) with a .md beside it. Evaluate on images the model never saw: --split with the
-training run's split.json, --test-split, or, for the bundled models, --data
-sample-held-out (a model trained on --data sample has seen 189 of its images).""",
-        """  robust-contrastive evaluate --model runs/rocl/probe --data sample \\
-      --split runs/rocl/split.json --threats linf-8/255 l2-0.5 --out report.json
-  robust-contrastive evaluate --model runs/rocl/probe --data cifar10 --data-root data \\
-      --test-split --n-images 1000 --out test-report.json""",
-    )
+    evaluate = _subcommand(sub, _cmd_evaluate)
     evaluate.add_argument(
         "--model",
         required=True,
@@ -194,4 +178,3 @@ sample-held-out (a model trained on --data sample has seen 189 of its images).""
         help="record the report in these folders' model cards (the model's folder and/or its "
         "encoder's; other weights are refused)",
     )
-    evaluate.set_defaults(func=_cmd_evaluate)

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
 
-# Only light modules at import: `robust-contrastive --help` must not wait for torch. The
-# commands import what they use (torch, the models, the data...) when they run.
+from ._common import _command, _read_json_object, _subcommand
 
-if TYPE_CHECKING:
-    pass
 
-from ._common import (
-    _read_json_object,
-    _subcommand,
+@_command(
+    "(re)generate a folder's model card, attaching evaluation reports",
+    """Writes FOLDER/README.md from the folder's config and training records, with the
+figures of the given reports (refused when a report does not belong to these weights).""",
+    """  robust-contrastive card runs/rocl/probe --report report.json --dataset cifar10 \\
+      --split 'held-out validation images (500)'""",
 )
-
-
 def _cmd_card(args: argparse.Namespace) -> int:
     from ..model_card import attach_evaluation, write_model_card
 
@@ -36,6 +33,13 @@ def _cmd_card(args: argparse.Namespace) -> int:
     return 0
 
 
+@_command(
+    "upload a save_pretrained folder to the Hugging Face Hub",
+    """Regenerates the folder's model card, creates the Hub repo if needed and uploads the
+folder (log in first with `hf auth login` or set HF_TOKEN).""",
+    """  robust-contrastive push runs/rocl my-org/rocl-resnet18-cifar10
+  robust-contrastive push runs/rocl my-org/rocl-resnet18-cifar10 --create-pr""",
+)
 def _cmd_push(args: argparse.Namespace) -> int:
     from ..hub import push_folder_to_hub
     from ..model_card import write_model_card
@@ -53,6 +57,12 @@ def _cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
+@_command(
+    "list the registered pretrained models",
+    """Each name loads offline when bundled (or from the Hub when published), e.g.
+RoCLEncoder.from_pretrained(NAME) or RobustLinearProbe.from_pretrained(NAME + "-probe").""",
+    "  robust-contrastive list-pretrained",
+)
 def _cmd_list_pretrained(args: argparse.Namespace) -> int:
     from ..registry import list_pretrained
 
@@ -69,16 +79,7 @@ def _cmd_list_pretrained(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``hub`` subcommand(s) to ``sub``."""
-    card = _subcommand(
-        sub,
-        "card",
-        "(re)generate a folder's model card, attaching evaluation reports",
-        """Writes FOLDER/README.md from the folder's config and training records, with the
-figures of the given reports (refused when a report does not belong to these weights).""",
-        """  robust-contrastive card runs/rocl/probe --report report.json --dataset cifar10 \\
-      --split 'held-out validation images (500)'""",
-    )
+    card = _subcommand(sub, _cmd_card)
     card.add_argument("folder", help="a save_pretrained folder")
     card.add_argument(
         "--report",
@@ -93,17 +94,8 @@ figures of the given reports (refused when a report does not belong to these wei
     card.add_argument("--description", default="", help="how the figures were obtained")
     card.add_argument("--repo-id", help="the Hub repo the card is for (loading snippet)")
     card.add_argument("--license", default="mit", help="license id of the weights (mit)")
-    card.set_defaults(func=_cmd_card)
 
-    push = _subcommand(
-        sub,
-        "push",
-        "upload a save_pretrained folder to the Hugging Face Hub",
-        """Regenerates the folder's model card, creates the Hub repo if needed and uploads the
-folder (log in first with `hf auth login` or set HF_TOKEN).""",
-        """  robust-contrastive push runs/rocl my-org/rocl-resnet18-cifar10
-  robust-contrastive push runs/rocl my-org/rocl-resnet18-cifar10 --create-pr""",
-    )
+    push = _subcommand(sub, _cmd_push)
     push.add_argument("folder", help="a save_pretrained folder (its card is regenerated)")
     push.add_argument("repo_id", help="'org/name' of the Hub model repo (created if needed)")
     push.add_argument("--private", action="store_true", help="create the repo private")
@@ -111,14 +103,5 @@ folder (log in first with `hf auth login` or set HF_TOKEN).""",
     push.add_argument("--create-pr", action="store_true", help="open a pull request instead")
     push.add_argument("--message", default="Upload model with robust-contrastive")
     push.add_argument("--license", default="mit", help="license id of the weights (mit)")
-    push.set_defaults(func=_cmd_push)
 
-    listed = _subcommand(
-        sub,
-        "list-pretrained",
-        "list the registered pretrained models",
-        """Each name loads offline when bundled (or from the Hub when published), e.g.
-RoCLEncoder.from_pretrained(NAME) or RobustLinearProbe.from_pretrained(NAME + "-probe").""",
-        "  robust-contrastive list-pretrained",
-    )
-    listed.set_defaults(func=_cmd_list_pretrained)
+    _subcommand(sub, _cmd_list_pretrained)

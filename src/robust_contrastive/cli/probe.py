@@ -4,35 +4,32 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import TYPE_CHECKING
 
-# Only light modules at import: `robust-contrastive --help` must not wait for torch. The
-# commands import what they use (torch, the models, the data...) when they run.
+from ._common import _add_data_arguments, _command, _load_data, _number, _subcommand
 
-if TYPE_CHECKING:
-    pass
 
-from ._common import (
-    _add_data_arguments,
-    _load_split,
-    _number,
-    _subcommand,
+@_command(
+    "train a linear probe (or r-LE) on a frozen encoder",
+    """Linear evaluation: a linear classifier on the frozen encoder's features, with the
+labels (the original's 150 epochs, SGD, batch 1024). --adversarial trains it on PGD
+examples instead (robust linear evaluation, r-LE, eq. 7). OUT receives the probe
+(encoder + linear layer): RobustLinearProbe.from_pretrained(OUT), or
+`robust-contrastive evaluate --model OUT`.""",
+    """  robust-contrastive probe --encoder runs/rocl --data sample \\
+      --split runs/rocl/split.json --out runs/rocl/probe --no-augment --epochs 50
+  robust-contrastive probe --encoder runs/rocl --data sample \\
+      --split runs/rocl/split.json --out runs/rocl/r-le --adversarial""",
 )
-
-
 def _cmd_probe(args: argparse.Namespace) -> int:
-    from ..data import load_dataset, train_val_split
+    from ..data import train_val_split
     from ..evaluation.probe import RobustLinearProbe
     from ..models import RoCLEncoder
 
     encoder = RoCLEncoder.from_pretrained(args.encoder)
-    dataset = load_dataset(
-        args.data, root=args.data_root, download=args.download, max_per_class=args.max_per_class
-    )
-    train_set = _load_split(args, dataset, "train")
+    train_set = _load_data(args, "train")
     probe = RobustLinearProbe(
         encoder,
-        len(dataset.classes),
+        len(train_set.classes),
         adversarial=args.adversarial,
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -45,32 +42,18 @@ def _cmd_probe(args: argparse.Namespace) -> int:
             train_set.labels, val_per_class=args.val_per_class, seed=args.seed
         )
         train_set, val = train_set.subset(fit_idx), train_set.subset(val_idx)
-    history = probe.fit(
+    result = probe.fit(
         train_set, val=val, seed=args.seed, progress=not args.no_progress, select=args.select
     )
     probe.save_pretrained(args.out)
     kind = "robust linear evaluation (r-LE)" if args.adversarial else "linear evaluation"
-    print(f"{kind} on {len(train_set)} images; last epoch: {json.dumps(history[-1])}")
+    print(f"{kind} on {len(train_set)} images; last epoch: {json.dumps(result.history[-1])}")
     print(f"probe: {args.out}  (RobustLinearProbe.from_pretrained('{args.out}'))")
     return 0
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``probe`` subcommand(s) to ``sub``."""
-    probe = _subcommand(
-        sub,
-        "probe",
-        "train a linear probe (or r-LE) on a frozen encoder",
-        """Linear evaluation: a linear classifier on the frozen encoder's features, with the
-labels (the original's 150 epochs, SGD, batch 1024). --adversarial trains it on PGD
-examples instead (robust linear evaluation, r-LE, eq. 7). OUT receives the probe
-(encoder + linear layer): RobustLinearProbe.from_pretrained(OUT), or
-`robust-contrastive evaluate --model OUT`.""",
-        """  robust-contrastive probe --encoder runs/rocl --data sample \\
-      --split runs/rocl/split.json --out runs/rocl/probe --no-augment --epochs 50
-  robust-contrastive probe --encoder runs/rocl --data sample \\
-      --split runs/rocl/split.json --out runs/rocl/r-le --adversarial""",
-    )
+    probe = _subcommand(sub, _cmd_probe)
     probe.add_argument("--encoder", required=True, help="encoder folder (save_pretrained)")
     _add_data_arguments(probe, required=True)
     probe.add_argument(
@@ -108,4 +91,3 @@ examples instead (robust linear evaluation, r-LE, eq. 7). OUT receives the probe
         help="with --val-per-class: pick the epoch on clean accuracy (default) or on PGD "
         "accuracy under the r-LE attack (robust; for --adversarial)",
     )
-    probe.set_defaults(func=_cmd_probe)

@@ -11,24 +11,21 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-# Only light modules at import: `robust-contrastive --help` must not wait for torch. The
-# commands import what they use (torch, the models, the data...) when they run.
 from .. import __version__
 from .._io import atomic_write_text
 from ..layout import SPLIT_NAME
 from ..training.config import TrainConfig
-
-if TYPE_CHECKING:
-    pass
-
 from ._common import (
     _LOG_FORMAT,
     _add_config_arguments,
     _add_data_arguments,
-    _config_from_args,
+    _add_run_arguments,
+    _command,
+    _run_config,
     _subcommand,
+    _write_split,
     logger,
 )
 
@@ -47,18 +44,12 @@ QUICKSTART: dict[str, Any] = {  # TrainConfig fields that differ from the paper'
     "warmup_epochs": 0,
     "checkpoint_every": 1,
 }
-
-
 QUICKSTART_PER_CLASS = 200  # images per class used for self-supervised training
-
-
 QUICKSTART_HELD_OUT = 50  # images per class held out for evaluation (never trained or probed on)
-
-
 QUICKSTART_PROBE_EPOCHS = 50  # linear probe epochs (on cached features: seconds)
-
-
 QUICKSTART_LOG = "quickstart.log"  # in OUT: every INFO message of the run (per-epoch metrics...)
+# The encoders trained, each into OUT/<name in lower case>: (name, adversarial).
+QUICKSTART_METHODS: tuple[tuple[str, bool], ...] = (("SimCLR", False), ("RoCL", True))
 
 
 class _ConsoleAboveBars(logging.Handler):
@@ -98,61 +89,39 @@ def _details_to_file(path: Path, *, verbose: bool, append: bool) -> Iterator[Non
         library.propagate = saved_propagate
 
 
+@_command(
+    "train small SimCLR and RoCL encoders on the bundled sample, probe them and compare "
+    "their clean and PGD accuracy (CPU, minutes)",
+    f"""The paper's headline comparison in miniature, with no download and no GPU: holds out
+{QUICKSTART_HELD_OUT} images per class of the bundled 5,000-image CIFAR-10 sample, trains both
+encoders without labels on {QUICKSTART_PER_CLASS} images per class of the rest (a resnet18 of
+width {QUICKSTART["width"]}, {QUICKSTART["epochs"]} epochs, plain SGD), fits a linear probe on
+each ({QUICKSTART_PROBE_EPOCHS} epochs) and prints their clean and l-inf PGD-20 (8/255)
+accuracy on the held-out images.
+
+The console shows progress bars, warnings and the table; the details (per-epoch losses,
+probe epochs) go to OUT/{QUICKSTART_LOG}. Every training option below (but --adversarial)
+applies to both encoders.""",
+    """  robust-contrastive quickstart
+  robust-contrastive quickstart --epochs 1 --max-per-class 100   # a shorter run
+  robust-contrastive quickstart --resume      # continue an interrupted run""",
+)
 def _cmd_quickstart(args: argparse.Namespace) -> int:
-    config = _config_from_args(args)
     out = Path(args.out)
+    config = _run_config(args, *(out / name.lower() for name, _ in QUICKSTART_METHODS))
     out.mkdir(parents=True, exist_ok=True)
     log = out / QUICKSTART_LOG
     print(f"robust-contrastive quickstart: details (losses, probe epochs) go to {log}")
     with _details_to_file(log, verbose=args.verbose, append=args.resume):
         logger.info("quickstart %s, config %s", __version__, json.dumps(config.to_dict()))
-        summary = _run_quickstart(args, config, out)
-    rows, seconds = summary["rows"], summary["seconds"]
-    print()
-    print(
-        f"Quickstart: resnet18 (width {config.width}) trained without labels on "
-        f"{summary['pretrain_images']} {summary['data']} images for {config.epochs} epochs; "
-        f"linear probe on {summary['probe_images']} images; evaluated on "
-        f"{summary['held_out_images']} held-out images."
-    )
-    print()
-    print("| method | clean acc. (%) | PGD-20 l-inf 8/255 acc. (%) | train images/s |")
-    print("| --- | --- | --- | --- |")
-    for row in rows:
-        print(
-            f"| {row['method']} | {100 * row['clean']:.1f} | {100 * row['pgd20']:.1f} | "
-            f"{row['train_images_per_s']:.1f} |"
-        )
-    print()
-    print(
-        f"Chance: {100 * summary['chance']:.1f} % ({summary['num_classes']} classes; always "
-        "answering the most frequent held-out class). PGD-20: 20 steps of 2/255."
-    )
-    print(
-        "train images/s: training images per second in the last epoch, each image counted once "
-        "(RoCL's time includes its 7-step attack on every batch)."
-    )
-    print()
-    print(
-        f"Done in {seconds:.0f} s. Models in {out}/simclr and {out}/rocl (encoder, projector/, "
-        f"probe/), reports in */report.json, per-epoch metrics in */metrics.jsonl, the log in "
-        f"{log}."
-    )
-    print("Next:")
-    print(
-        f"  robust-contrastive evaluate --model {out}/rocl/probe --data {args.data} "
-        f"--split {out}/{SPLIT_NAME} --out report.json"
-    )
-    print("  from robust_contrastive import RoCLEncoder")
-    print(f"  encoder = RoCLEncoder.from_pretrained('{out}/rocl')")
+        _run_quickstart(args, config, out, log)
     return 0
 
 
-def _run_quickstart(args: argparse.Namespace, config: TrainConfig, out: Path) -> dict[str, Any]:
-    """Train, probe and evaluate SimCLR and RoCL; write OUT's records; return the table's data."""
-    import torch
-
+def _run_quickstart(args: argparse.Namespace, config: TrainConfig, out: Path, log: Path) -> None:
+    """Train, probe and evaluate SimCLR and RoCL; write OUT's records; print the table."""
     from ..data import first_per_class, load_dataset, train_val_split
+    from ..evaluation.checks import class_counts, majority_rate
     from ..evaluation.probe import RobustLinearProbe
     from ..evaluation.suite import evaluate_robustness
     from ..training import RoCLTrainer
@@ -166,17 +135,9 @@ def _run_quickstart(args: argparse.Namespace, config: TrainConfig, out: Path) ->
     pretrain_set = train_set.subset(
         first_per_class(train_set.labels, args.max_per_class or len(train_set))
     )
-    # The accuracy of always answering the most frequent class of the held-out images.
-    counts = torch.bincount(torch.as_tensor(held_out.labels), minlength=len(dataset.classes))
-    chance = float(counts.max()) / max(len(held_out), 1)
-    split = {
-        "data": str(args.data),
-        "seed": config.seed,
-        "train": train_idx.tolist(),
-        "val": held_idx.tolist(),
-    }
+    chance = majority_rate(class_counts(held_out.labels, len(dataset.classes)))
     rows = []
-    for name, adversarial in (("SimCLR", False), ("RoCL", True)):
+    for name, adversarial in QUICKSTART_METHODS:
         run_dir = out / name.lower()
         logger.info(
             "quickstart: training %s on %d images into %s", name, len(pretrain_set), run_dir
@@ -202,57 +163,57 @@ def _run_quickstart(args: argparse.Namespace, config: TrainConfig, out: Path) ->
             progress=config.progress,
         )
         report.to_json(run_dir / "report.json")
-        last = result.history[-1]
         rows.append(
             {
                 "method": name,
                 "clean": report.clean_accuracy,
                 "pgd20": report.accuracy("linf-8/255"),
                 "n_images": report.n_images,
-                "train_images_per_s": last["images_per_s"],
+                "train_images_per_s": result.history[-1]["images_per_s"],
             }
         )
         logger.info("quickstart: %s", json.dumps(rows[-1]))
     seconds = time.perf_counter() - start
     # Written once the models it describes exist (a refused or interrupted run leaves an earlier
     # run's records untouched).
-    atomic_write_text(out / SPLIT_NAME, json.dumps(split))
+    _write_split(out, args.data, config.seed, train_idx, held_idx)
     record = {"rows": rows, "chance": chance, "seconds": seconds}
     atomic_write_text(out / "quickstart.json", json.dumps(record, indent=2))
-    return {
-        **record,
-        "data": "bundled CIFAR-10" if args.data == "sample" else str(args.data),
-        "num_classes": len(dataset.classes),
-        "pretrain_images": len(pretrain_set),
-        "probe_images": len(train_set),
-        "held_out_images": len(held_out),
-    }
+    data = "bundled CIFAR-10" if args.data == "sample" else args.data
+    table = "\n".join(
+        f"| {row['method']} | {100 * row['clean']:.1f} | {100 * row['pgd20']:.1f} | "
+        f"{row['train_images_per_s']:.1f} |"
+        for row in rows
+    )
+    # Lines ending in a backslash go on, unbroken, on the next one.
+    print(f"""
+Quickstart: resnet18 (width {config.width}) trained without labels on \
+{len(pretrain_set)} {data} images for {config.epochs} epochs; linear probe on \
+{len(train_set)} images; evaluated on {len(held_out)} held-out images.
+
+| method | clean acc. (%) | PGD-20 l-inf 8/255 acc. (%) | train images/s |
+| --- | --- | --- | --- |
+{table}
+
+Chance: {100 * chance:.1f} % ({len(dataset.classes)} classes; always answering the \
+most frequent held-out class). PGD-20: 20 steps of 2/255.
+train images/s: training images per second in the last epoch, each image counted once (RoCL's \
+time includes its 7-step attack on every batch).
+
+Done in {seconds:.0f} s. Models in {out}/simclr and {out}/rocl (encoder, projector/, \
+probe/), reports in */report.json, per-epoch metrics in */metrics.jsonl, the log in {log}.
+Next:
+  robust-contrastive evaluate --model {out}/rocl/probe --data {args.data} --split \
+{out}/{SPLIT_NAME} --out report.json
+  from robust_contrastive import RoCLEncoder
+  encoder = RoCLEncoder.from_pretrained('{out}/rocl')""")
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``quickstart`` subcommand(s) to ``sub``."""
-    quick = _subcommand(
-        sub,
-        "quickstart",
-        "train small SimCLR and RoCL encoders on the bundled sample, probe them and compare "
-        "their clean and PGD accuracy (CPU, minutes)",
-        f"""The paper's headline comparison in miniature, with no download and no GPU: holds out
-{QUICKSTART_HELD_OUT} images per class of the bundled 5,000-image CIFAR-10 sample, trains both
-encoders without labels on {QUICKSTART_PER_CLASS} images per class of the rest (a resnet18 of
-width {QUICKSTART["width"]}, {QUICKSTART["epochs"]} epochs, plain SGD), fits a linear probe on
-each ({QUICKSTART_PROBE_EPOCHS} epochs) and prints their clean and l-inf PGD-20 (8/255)
-accuracy on the held-out images.
-
-The console shows progress bars, warnings and the table; the details (per-epoch losses,
-probe epochs) go to OUT/{QUICKSTART_LOG}. Every training option below (but --adversarial)
-applies to both encoders.""",
-        """  robust-contrastive quickstart
-  robust-contrastive quickstart --epochs 1 --max-per-class 100   # a shorter run
-  robust-contrastive quickstart --resume      # continue an interrupted run""",
-    )
+    quick = _subcommand(sub, _cmd_quickstart)
     _add_data_arguments(quick, required=False, max_per_class=QUICKSTART_PER_CLASS)
     quick.add_argument("--out", default="quickstart-run", help="output folder")
-    quick.add_argument("--resume", action="store_true", help="resume from OUT/*/checkpoints")
+    _add_run_arguments(quick, "resume from OUT/*/checkpoints")
     quick.add_argument(
         "--held-out-per-class",
         type=int,
@@ -266,4 +227,3 @@ applies to both encoders.""",
         help=f"linear probe epochs (default: {QUICKSTART_PROBE_EPOCHS})",
     )
     _add_config_arguments(quick, QUICKSTART)
-    quick.set_defaults(func=_cmd_quickstart)

@@ -5,8 +5,6 @@ from .checks import (
     UnreliableEvaluationWarning,
     class_counts,
     evaluation_set_warnings,
-    sanity_warnings,
-    zero_gradient_fraction,
 )
 from .finetuning import FinetuneConfig, FinetuneResult, RobustClassifier, TradesAttack, finetune
 from .probe import ProbeConfig, RobustLinearProbe, accuracy
@@ -18,6 +16,8 @@ from .suite import (
     Threat,
     ThreatResult,
     evaluate_robustness,
+    sanity_warnings,
+    zero_gradient_fraction,
 )
 from .transfer import transfer_accuracy
 

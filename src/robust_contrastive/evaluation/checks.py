@@ -1,36 +1,26 @@
-"""Sanity checks against gradient masking and weak attacks, in the spirit of AutoAttack's flags.
+"""Checks on the figures of an evaluation, in the spirit of AutoAttack's flags.
 
-Each check returns human-readable warnings that
-[`evaluate_robustness`][robust_contrastive.evaluation.suite.evaluate_robustness] adds to its report.
-A warning means the robust accuracy may be overestimated: look before quoting the number.
-
-[`evaluation_set_warnings`][robust_contrastive.evaluation.checks.evaluation_set_warnings] checks the
-evaluation images themselves (too few, a single class, missing or thin classes): a figure measured
-on such a set means little whatever the attack. ``evaluate_robustness`` runs it on every call
-(before any attack), records its warnings in the report and raises them as
-[`UnreliableEvaluationWarning`][robust_contrastive.evaluation.checks.UnreliableEvaluationWarning].
+Pure functions from accuracies, class counts or radii to human-readable warnings (or a rate): none
+runs a model or an attack, and the module imports neither torch nor the rest of the evaluation.
+[`evaluate_robustness`][robust_contrastive.evaluation.suite.evaluate_robustness] measures the
+figures and adds these warnings to its report: look before quoting a number that has one.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from typing import TYPE_CHECKING
-
-import torch
-import torch.nn.functional as F
-from torch import nn
+from collections import Counter
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
 
 from .._names import MIN_EVAL_IMAGES as MIN_EVAL_IMAGES
-from ..attacks import EOTPGD, PGD
-from ..modes import eval_mode
 
 if TYPE_CHECKING:
-    from .suite import RobustnessReport
+    import torch
 
-CHECK_IMAGES = 100  # images used by the checks that run attacks of their own
-MORE_STEPS = 100  # steps of the re-run of the headline attack
 MIN_IMAGES_PER_CLASS = 10  # below this, a class present in the evaluation set is too thin
+UNCONVERGED_GAP = 0.02  # PGD has not converged when more steps take this much more accuracy
 
 
 class UnreliableEvaluationWarning(UserWarning):
@@ -52,18 +42,48 @@ class ProbeNotLearningWarning(UserWarning):
     """
 
 
-def class_counts(labels: torch.Tensor, num_classes: int | None = None) -> list[int]:
+class ThreatFigure(Protocol):
+    """What the checks read of one figure of a report (a
+    [`ThreatResult`][robust_contrastive.evaluation.suite.ThreatResult] is one)."""
+
+    name: str
+    norm: str
+    attack: str
+    protocol: str
+    eps: float
+    accuracy: float
+
+
+def class_counts(labels: torch.Tensor | Sequence[int], num_classes: int | None = None) -> list[int]:
     """Number of images of each class: ``counts[c]`` for labels ``c`` in ``[0, num_classes)``.
 
     Args:
-        labels: (N,) integer class indices.
+        labels: (N,) non-negative integer class indices (a tensor or a sequence).
         num_classes: length of the result (default: the largest label + 1).
+
+    Raises:
+        ValueError: a negative label.
     """
-    flat = labels.detach().flatten().long().cpu()
-    size = int(flat.max()) + 1 if flat.numel() else 0
-    if num_classes is not None:
-        size = max(size, num_classes)
-    return [int(c) for c in torch.bincount(flat, minlength=size).tolist()]
+    values = [int(v) for v in (labels.tolist() if hasattr(labels, "tolist") else labels)]
+    if values and min(values) < 0:
+        raise ValueError(f"class labels must be >= 0, got {min(values)}.")
+    tally = Counter(values)
+    size = max(max(values, default=-1) + 1, num_classes or 0)
+    return [tally[c] for c in range(size)]
+
+
+def majority_rate(counts: Sequence[int]) -> float:
+    """The chance level: the accuracy of always answering the most frequent class.
+
+    Args:
+        counts: images per class, e.g. from
+            [`class_counts`][robust_contrastive.evaluation.checks.class_counts].
+
+    Returns:
+        ``max(counts) / sum(counts)``; 0 for no images.
+    """
+    total = sum(counts)
+    return max(counts) / total if total else 0.0
 
 
 def evaluation_set_warnings(counts: list[int], num_classes: int | None = None) -> list[str]:
@@ -126,55 +146,27 @@ def evaluation_set_warnings(counts: list[int], num_classes: int | None = None) -
     return warnings
 
 
-def zero_gradient_fraction(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
-    """Fraction of images whose input gradient of the cross-entropy is exactly zero.
-
-    A non-zero fraction is a classic sign of gradient masking (saturated softmax, quantisation,
-    non-differentiable pre-processing): gradient attacks then learn nothing on those images.
-    """
-    with eval_mode(model):
-        x = images.detach().requires_grad_(True)
-        with torch.enable_grad():
-            loss = F.cross_entropy(model(x), labels, reduction="sum")
-            (grad,) = torch.autograd.grad(loss, x)
-        return float((grad.flatten(1).abs().amax(dim=1) == 0).float().mean())
+def zero_gradient_warnings(fraction: float) -> list[str]:
+    """A warning when a ``fraction`` > 0 of the images have an exactly zero input gradient."""
+    if fraction <= 0:
+        return []
+    return [
+        f"{100 * fraction:.1f} % of images have an exactly zero input gradient: possible "
+        "gradient masking; gradient-based robust accuracies may be overestimated."
+    ]
 
 
-def sanity_warnings(
-    model: nn.Module,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    report: RobustnessReport,
-    *,
-    seed: int = 0,
-) -> list[str]:
-    """Run every check.
-
-    Args:
-        images: (N, 3, H, W) float in [0, 1], on the model's device.
-        labels: (N,) int64.
-        report: the report whose figures are checked.
-        seed: seed of the re-run attacks.
-    """
-    warnings: list[str] = []
-    stride = max(1, images.shape[0] // CHECK_IMAGES)  # spread over the data (often class-sorted)
-    subset_x, subset_y = images[::stride][:CHECK_IMAGES], labels[::stride][:CHECK_IMAGES]
-
-    zero = zero_gradient_fraction(model, subset_x, subset_y)
-    if zero > 0:
-        warnings.append(
-            f"{100 * zero:.1f} % of images have an exactly zero input gradient: possible "
-            "gradient masking; gradient-based robust accuracies may be overestimated."
-        )
-
-    for result in report.results:
-        if result.accuracy > report.clean_accuracy:
-            warnings.append(
-                f"{result.name}: robust accuracy {100 * result.accuracy:.2f} % exceeds the clean "
-                f"accuracy {100 * report.clean_accuracy:.2f} %: the attack is failing."
-            )
+def figure_warnings(clean_accuracy: float, results: Sequence[ThreatFigure]) -> list[str]:
+    """Warnings on a report's figures: a robust accuracy above the clean one (the attack fails),
+    or an accuracy that rises with the radius of the same attack and norm (gradient masking)."""
+    warnings = [
+        f"{r.name}: robust accuracy {100 * r.accuracy:.2f} % exceeds the clean accuracy "
+        f"{100 * clean_accuracy:.2f} %: the attack is failing."
+        for r in results
+        if r.accuracy > clean_accuracy
+    ]
     groups: dict[tuple[str, str, str], list[tuple[float, float, str]]] = {}
-    for r in report.results:
+    for r in results:
         groups.setdefault((r.norm, r.attack, r.protocol), []).append((r.eps, r.accuracy, r.name))
     for entries in groups.values():
         entries.sort()
@@ -184,41 +176,27 @@ def sanity_warnings(
                     f"accuracy rises with a larger radius ({small}: {100 * acc_small:.2f} %, "
                     f"{large}: {100 * acc_large:.2f} %): possible gradient masking."
                 )
-
-    headline = next(
-        (r for r in report.results if r.attack in ("pgd", "eot-pgd") and r.protocol == "headline"),
-        None,
-    )
-    if headline is not None:
-        n = subset_x.shape[0]
-        accuracies = []
-        for steps in (headline.steps, MORE_STEPS):
-            attack: PGD = (
-                EOTPGD(
-                    model,
-                    headline.eps,
-                    headline.alpha,
-                    steps,
-                    headline.norm,
-                    eot_samples=headline.eot_samples,
-                )
-                if headline.attack == "eot-pgd"
-                else PGD(model, headline.eps, headline.alpha, steps, headline.norm)
-            )
-            generator = torch.Generator(device=images.device).manual_seed(seed)
-            adv = attack.perturb(subset_x, subset_y, generator)
-            with torch.no_grad():
-                accuracies.append(float((model(adv).argmax(1) == subset_y).float().mean()))
-        few, many = accuracies
-        if many > few:
-            warnings.append(
-                f"{headline.name}: accuracy rises with more steps ({headline.steps}: "
-                f"{100 * few:.1f} %, {MORE_STEPS}: {100 * many:.1f} % on {n} images): "
-                "randomised or masked gradients; use EOT / AutoAttack rand."
-            )
-        elif few - many > 0.02:
-            warnings.append(
-                f"{headline.name}: PGD-{headline.steps} has not converged ({100 * few:.1f} % vs "
-                f"{100 * many:.1f} % with {MORE_STEPS} steps on {n} images): report more steps."
-            )
     return warnings
+
+
+def steps_warnings(
+    name: str, steps: int, accuracy: float, more_steps: int, more_accuracy: float, n_images: int
+) -> list[str]:
+    """Warnings from re-running an attack with more steps on ``n_images`` images.
+
+    More steps must not raise the accuracy (randomised or masked gradients) and should not lower
+    it by more than ``UNCONVERGED_GAP`` (the attack has not converged at ``steps``).
+    """
+    if more_accuracy > accuracy:
+        return [
+            f"{name}: accuracy rises with more steps ({steps}: {100 * accuracy:.1f} %, "
+            f"{more_steps}: {100 * more_accuracy:.1f} % on {n_images} images): randomised or "
+            "masked gradients; use EOT / AutoAttack rand."
+        ]
+    if accuracy - more_accuracy > UNCONVERGED_GAP:
+        return [
+            f"{name}: PGD-{steps} has not converged ({100 * accuracy:.1f} % vs "
+            f"{100 * more_accuracy:.1f} % with {more_steps} steps on {n_images} images): report "
+            "more steps."
+        ]
+    return []

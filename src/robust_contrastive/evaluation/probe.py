@@ -1,64 +1,48 @@
 """Linear evaluation of a frozen encoder: the clean probe and robust linear evaluation (r-LE).
 
 A [`RobustLinearProbe`][robust_contrastive.evaluation.probe.RobustLinearProbe] is a linear layer
-l_psi on top of a frozen encoder f_theta, the classifier ``l_psi(f_theta(x))`` of Section 3.3 of the
-paper. Only psi is trained:
-
-* standard linear evaluation (``adversarial=False``) trains it on clean, optionally augmented,
-  images;
-* robust linear evaluation (r-LE, ``adversarial=True``), eq. (7),
-  ``argmin_psi E_(x,y) [max_{delta in B(x, eps)} L_CE(psi, x + delta, y)]``, trains it on
-  class-wise l-inf PGD examples made against the current probe (encoder + linear layer).
-
-The encoder is never updated: its parameters do not require gradients, it always runs in eval
-mode (BatchNorm uses and keeps its running statistics) and the probe's ``train()`` leaves it
-there.
-
-[`accuracy`][robust_contrastive.evaluation.probe.accuracy] measures the clean accuracy of any
+l_psi on a frozen encoder f_theta, the classifier ``l_psi(f_theta(x))`` of Section 3.3 of the
+paper, trained on clean images or, for r-LE (eq. 7), on class-wise PGD examples against itself.
+[`accuracy`][robust_contrastive.evaluation.probe.accuracy] and
+[`adversarial_accuracy`][robust_contrastive.evaluation.probe.adversarial_accuracy] score any
 classifier.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
-import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
-from pathlib import Path
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..attacks._steps import check_budget, check_images, check_number
-from ..attacks.classwise import PGD
+from ..attacks import PGD
 from ..augment import SimCLRAugmentation
 from ..data import ImageDataset
-from ..hub import resolve_model_folder
+from ..layout import ENCODER_DIR
+from ..models.classifier import Classifier
 from ..models.encoder import RoCLEncoder
-from ..models.pretrained import (
-    FORMAT_VERSION,
-    PretrainedMixin,
-    load_state_dict_strict,
-    read_pretrained_config,
-)
 from ..modes import eval_mode
-from ..training.trainer import NonFiniteLossError
-from .checks import ProbeNotLearningWarning
+from ..training.loop import FitResult, Objective, TrainingLoop
+from ..validation import (
+    check_budget,
+    check_images,
+    check_labels,
+    check_number,
+    check_positive_int,
+    model_device,
+)
+from .checks import ProbeNotLearningWarning, class_counts, majority_rate
 
-__all__ = ["ENCODER_DIR", "ProbeConfig", "RobustLinearProbe", "accuracy"]
+__all__ = ["ENCODER_DIR", "ProbeConfig", "RobustLinearProbe", "accuracy", "adversarial_accuracy"]
 
 logger = logging.getLogger(__name__)
-
-ENCODER_DIR = "encoder"
-"""Sub-folder of a saved probe that holds its encoder (``RoCLEncoder.save_pretrained``)."""
 
 SCHEDULES: tuple[str, ...] = ("step", "cosine")
 SELECTIONS: tuple[str, ...] = ("clean", "robust")  # what fit(val=...) picks the epoch on
@@ -102,47 +86,6 @@ class ProbeConfig:
     augment: bool = True  # train on SimCLR-augmented images (clean probe and r-LE)
 
 
-def _check_positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-
-
-def _model_device(model: nn.Module, fallback: torch.device) -> torch.device:
-    """The device of the model's first parameter (or buffer), else ``fallback``."""
-    for tensor in (*model.parameters(), *model.buffers()):
-        return tensor.device
-    return fallback
-
-
-def _check_labels(labels: object, num_images: int, num_classes: int | None, name: str) -> None:
-    """Validate (N,) integer class labels in [0, num_classes)."""
-    if not isinstance(labels, torch.Tensor):
-        raise TypeError(
-            f"{name} must be a torch.Tensor of class indices, got {type(labels).__name__}."
-        )
-    if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
-        raise TypeError(
-            f"{name} must hold integer class indices, got dtype {labels.dtype}: use labels.long()."
-        )
-    if labels.dim() != 1:
-        raise ValueError(f"{name} must be 1-D (N,), got shape {tuple(labels.shape)}.")
-    if labels.shape[0] != num_images:
-        raise ValueError(
-            f"{name} has {labels.shape[0]} entries but there are {num_images} images: pass one "
-            "label per image."
-        )
-    if labels.numel() == 0:
-        return
-    low, high = int(labels.min()), int(labels.max())
-    if low < 0:
-        raise ValueError(f"{name} must be class indices >= 0, got a minimum of {low}.")
-    if num_classes is not None and high >= num_classes:
-        raise ValueError(
-            f"{name} go up to {high} but the probe has num_classes={num_classes}: build it with "
-            f"num_classes >= {high + 1} (e.g. len(dataset.classes))."
-        )
-
-
 def _as_images_and_labels(
     data: object, labels: torch.Tensor | None, num_classes: int | None, name: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -177,7 +120,7 @@ def _as_images_and_labels(
             f"{name} must be an ImageDataset or a float image tensor (N, 3, H, W) in [0, 1], got "
             f"{type(data).__name__}."
         )
-    _check_labels(labels, images.shape[0], num_classes, f"{name} labels")
+    check_labels(labels, images.shape[0], num_classes, f"{name} labels")
     return images, labels.long()
 
 
@@ -216,10 +159,10 @@ def accuracy(
             mismatched lengths, negative labels or labels the model has no output for, empty
             data), or a model that does not return (B, num_classes) logits.
     """
-    _check_positive_int("batch_size", batch_size)
+    check_positive_int("batch_size", batch_size)
     data, targets = _as_images_and_labels(images, labels, None, "images")
     high = int(targets.max())  # checked against the model's outputs at the first batch
-    device = _model_device(model, data.device)
+    device = model_device(model, data.device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     with eval_mode(model):
         starts = range(0, data.shape[0], batch_size)
@@ -241,9 +184,75 @@ def accuracy(
     return int(correct) / data.shape[0]
 
 
-class RobustLinearProbe(PretrainedMixin):
+def adversarial_accuracy(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    attack: Attack,
+    *,
+    batch_size: int,
+) -> float:
+    """Accuracy of ``model`` (in eval mode) on ``attack(images, labels)``, batch by batch: how
+    training runs score a validation split every epoch (pass an attack whose random starts come
+    from a freshly seeded generator, so that every epoch meets the same attack).
+
+    Args:
+        model: a classifier, (B, 3, H, W) float in [0, 1] -> (B, K) logits.
+        images: (N, 3, H, W) uint8 or float in [0, 1], on any device.
+        labels: (N,) int64 class indices.
+        attack: ``attack(images, labels)`` -> adversarial images, on the model's device.
+        batch_size: images per attack call.
+    """
+    device = model_device(model, images.device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    with eval_mode(model):
+        for start in range(0, images.shape[0], batch_size):
+            batch = _float_batch(images[start : start + batch_size], device)
+            target = labels[start : start + batch_size].to(device)
+            adversarial = attack(batch, target)
+            with torch.no_grad():
+                correct += (model(adversarial).argmax(dim=1) == target).sum()
+    return int(correct) / images.shape[0]
+
+
+class _LinearEvaluation(Objective):
+    """Clean linear evaluation or r-LE (eq. 7) as an objective: the cross-entropy of the head on
+    a batch's (augmented, attacked) frozen features, or on cached features (the fast path)."""
+
+    def __init__(self, probe: RobustLinearProbe, attack: Attack, cached: bool) -> None:
+        self.probe = probe
+        self.attack = attack
+        self.cached = cached  # batches hold cached features, not images
+        adversarial = probe.config.adversarial
+        self.name = "r-LE" if adversarial else "linear eval"
+        self.metrics = ("loss", "train_adv_acc" if adversarial else "train_clean_acc")
+
+    def modules(self) -> dict[str, nn.Module | None]:
+        return {"head": self.probe.head}
+
+    def train(self) -> None:
+        self.probe.train()  # the head; the encoder stays in eval mode
+
+    def loss(
+        self, batch: tuple[torch.Tensor, ...], generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        inputs, targets = batch
+        probe = self.probe
+        if self.cached:
+            features = inputs
+        else:
+            images = _float_batch(inputs, probe.device)
+            features = probe._training_features(images, targets, self.attack, generator)
+        logits = probe.head(features)  # (B, K)
+        loss = F.cross_entropy(logits, targets)
+        correct = (logits.detach().argmax(dim=1) == targets).float().mean()
+        return loss, torch.stack((loss.detach(), correct))
+
+
+class RobustLinearProbe(Classifier):
     """A linear classifier on a frozen encoder: clean linear evaluation or r-LE (eq. 7).
 
+    A [`Classifier`][robust_contrastive.models.Classifier] (its save / load path):
     ``forward(images) = head(encoder(images))`` maps images (B, 3, H, W) float in [0, 1] to
     logits (B, num_classes). Only ``head = nn.Linear(feature_dim, num_classes)`` is trained.
 
@@ -251,28 +260,17 @@ class RobustLinearProbe(PretrainedMixin):
     probe's ``train()`` never puts it back in training mode, so BatchNorm running statistics are
     never updated. The head is put on the encoder's device and dtype.
 
-    Training ([`fit`][robust_contrastive.evaluation.probe.RobustLinearProbe.fit]):
-
-    * optimiser: SGD (momentum, weight decay) on the head's parameters only;
-    * schedule (``schedule="step"``, the original's): lr divided by 10 after 20 %, 33 % and 67 %
-      of the epochs (epochs 30, 50 and 100 of 150), set once per epoch; ``"cosine"`` decays the
-      lr from ``lr`` towards 0 along a half cosine, also per epoch;
-    * batches: ``min(batch_size, N)`` images, reshuffled every epoch, the last one smaller;
-    * ``augment=True``: each batch is augmented with ``SimCLRAugmentation(size=None)`` (RoCL's
-      augmentation; ``size=None`` keeps the input size, i.e. ``RandomResizedCrop(32)`` on
-      CIFAR) or the ``augmentation`` given;
-    * ``adversarial=True`` (r-LE, eq. 7): each (augmented) batch is replaced by class-wise PGD
-      examples against the current probe, ``PGD(self, eps, alpha, attack_steps)`` l-inf with a
-      random start, or by ``attack(images, labels)`` when an attack is given;
-    * fast path (``augment=False`` and ``adversarial=False``): the encoder's features are
-      computed once, in batches and without gradients, and the head trains on the cached
-      features: the result equals the slow path's up to floating-point rounding;
-    * model selection: with ``val``, the head of the epoch with the best validation accuracy
-      (the earliest among ties) is kept; without it, the last epoch's head. ``fit(...,
-      select="clean")`` scores clean accuracy (validation features are computed once: the
-      encoder is frozen); ``select="robust"`` scores accuracy under the probe's own r-LE attack
-      (l-inf PGD, ``eps``, ``alpha``, ``attack_steps``, the same random start every epoch), the
-      choice for r-LE, whose aim is robustness. Nothing else (no test data) is used.
+    Training ([`fit`][robust_contrastive.evaluation.probe.RobustLinearProbe.fit]): SGD
+    (momentum, weight decay) on the head only; ``schedule="step"`` (the original's) divides the
+    lr by 10 after 20 %, 33 % and 67 % of the epochs (30, 50 and 100 of 150), ``"cosine"`` decays
+    it towards 0, both set once per epoch; batches of ``min(batch_size, N)`` images, reshuffled
+    every epoch. ``augment=True`` applies ``SimCLRAugmentation(size=None)`` (RoCL's, at the input
+    size) or the ``augmentation`` given; ``adversarial=True`` (r-LE) replaces each batch by
+    l-inf PGD examples against the current probe, ``PGD(self, eps, alpha, attack_steps)``, or
+    ``attack(images, labels)``. Without either, the features are computed once and the head
+    trains on them (the same result up to rounding). With ``val``, the epoch with the best
+    validation accuracy (clean, or under the r-LE attack with ``select="robust"``; the earliest
+    among ties) is kept.
 
     Args:
         encoder: the pretrained encoder f_theta (frozen in place).
@@ -296,7 +294,7 @@ class RobustLinearProbe(PretrainedMixin):
 
     Example:
         >>> probe = RobustLinearProbe(encoder, num_classes=10, epochs=150)
-        >>> history = probe.fit(train_set, val=val_set, seed=0)
+        >>> result = probe.fit(train_set, val=val_set, seed=0)  # result.history, best_epoch
         >>> accuracy(probe, test_images, test_labels)
     """
 
@@ -322,17 +320,9 @@ class RobustLinearProbe(PretrainedMixin):
         attack: Attack | None = None,
         augmentation: Augmentation | None = None,
     ) -> None:
-        super().__init__()
-        if not isinstance(encoder, RoCLEncoder):
-            raise TypeError(
-                f"encoder must be a RoCLEncoder, got {type(encoder).__name__}: load one with "
-                "RoCLEncoder.from_pretrained(path)."
-            )
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}.")
         check_budget(eps, alpha, attack_steps, "linf")
-        _check_positive_int("epochs", epochs)
-        _check_positive_int("batch_size", batch_size)
+        check_positive_int("epochs", epochs)
+        check_positive_int("batch_size", batch_size)
         check_number("lr", lr, positive=True, example="0.1, the original's")
         check_number("momentum", momentum, positive=False, example="0.9")
         if not momentum < 1:
@@ -346,6 +336,7 @@ class RobustLinearProbe(PretrainedMixin):
             raise TypeError(
                 "augmentation must be callable as augmentation(images, generator) -> images."
             )
+        super().__init__(encoder, num_classes, head_like_encoder=True)
         self.config = ProbeConfig(
             num_classes=num_classes,
             feature_dim=encoder.feature_dim,
@@ -363,11 +354,6 @@ class RobustLinearProbe(PretrainedMixin):
         )
         encoder.requires_grad_(False)
         encoder.eval()
-        self.encoder = encoder
-        reference = next(iter(encoder.parameters()))
-        self.head = nn.Linear(
-            encoder.feature_dim, num_classes, device=reference.device, dtype=reference.dtype
-        )
         self.attack = attack
         self.augmentation: Augmentation = (
             augmentation if augmentation is not None else SimCLRAugmentation(size=None)
@@ -385,18 +371,6 @@ class RobustLinearProbe(PretrainedMixin):
         super().train(mode)
         self.encoder.eval()
         return self
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Classify images: ``head(encoder(images))``.
-
-        Args:
-            images: (B, 3, H, W) float in [0, 1].
-
-        Returns:
-            (B, num_classes) logits.
-        """
-        logits: torch.Tensor = self.head(self.encoder(images))
-        return logits
 
     # ------------------------------------------------------------------ training
     def learning_rate(self, epoch: int) -> float:
@@ -440,7 +414,7 @@ class RobustLinearProbe(PretrainedMixin):
         progress: bool = True,
         warm_start: bool = False,
         select: str = "clean",
-    ) -> list[dict[str, Any]]:
+    ) -> FitResult:
         """Train the head (clean linear evaluation, or r-LE, eq. 7, with ``adversarial=True``).
 
         The head is re-initialised from ``seed`` (weights N(0, 0.01^2), bias 0), so ``fit`` always
@@ -450,18 +424,13 @@ class RobustLinearProbe(PretrainedMixin):
         shuffling, the augmentation and the PGD random starts. Afterwards the probe is in eval
         mode and ``best_epoch`` names the epoch whose head was kept.
 
-        A probe that never learned is flagged: after training, the kept head's clean accuracy on
-        (a seeded subset of at most 2,000 of) its own training images, un-augmented, is compared
-        with chance, the rate of the most frequent class among those images (1/num_classes when
-        balanced, more when not: always predicting that class scores it). If it is not above
-        chance + 0.02 (1 - chance) + two standard errors of that rate (``sqrt(p (1 - p) / n)``;
-        0.131 for 2,000 balanced CIFAR-10 images; the margin shrinks with the room above chance,
-        so a probe at 97 % on 95 %-majority data is not flagged), ``fit`` logs and raises a
-        [`ProbeNotLearningWarning`][robust_contrastive.evaluation.checks.ProbeNotLearningWarning]:
-        the encoder's features carry no usable class information (untrained or collapsed), or
-        ``lr`` / ``epochs`` are wrong. Clean images are used for r-LE too, whose training
-        accuracy on adversarial examples may legitimately be near chance. Training images of a
-        single class are not checked (there is nothing to learn).
+        A probe that never learned is flagged with a
+        [`ProbeNotLearningWarning`][robust_contrastive.evaluation.checks.ProbeNotLearningWarning]
+        (also logged): the kept head's clean accuracy on (a seeded subset of at most 2,000 of)
+        its own un-augmented training images is not above chance p, the rate of their most
+        frequent class, + 0.02 (1 - p) + two standard errors ``sqrt(p (1 - p) / n)`` (0.131 for
+        2,000 balanced CIFAR-10 images). Clean images are used for r-LE too. A single class is
+        not checked.
 
         Args:
             data: an ImageDataset (uint8 images and labels), or images (N, 3, H, W) float in
@@ -477,10 +446,12 @@ class RobustLinearProbe(PretrainedMixin):
                 and ``attack_steps``; one PGD run over ``val`` per epoch).
 
         Returns:
-            One dict per epoch: ``epoch`` (1-based), ``lr``, ``loss`` (mean training
-            cross-entropy), ``train_accuracy`` (on the images trained on: adversarial ones for
-            r-LE), ``val_accuracy`` (clean, with ``val``), ``val_robust_accuracy`` (with ``val``
-            and ``select="robust"``) and ``seconds``.
+            A [`FitResult`][robust_contrastive.training.loop.FitResult]: ``best_epoch`` and
+            ``history``, one record per epoch: ``epoch`` (1-based), ``lr``, ``loss`` (mean
+            training cross-entropy), ``train_clean_acc`` (clean probe) or ``train_adv_acc``
+            (r-LE: on the adversarial images trained on), ``val_clean_acc`` (with ``val``),
+            ``val_adv_acc`` (with ``val`` and ``select="robust"``), ``best``, ``images_per_s``
+            and ``seconds``.
 
         Raises:
             TypeError / ValueError: bad data or labels (non-float tensors, values outside
@@ -506,7 +477,6 @@ class RobustLinearProbe(PretrainedMixin):
         device = self.device
         num_images = images.shape[0]
         batch_size = min(cfg.batch_size, num_images)
-        steps = math.ceil(num_images / batch_size)
         fast = not cfg.augment and not cfg.adversarial
         order_generator = torch.Generator().manual_seed(seed)
         generator = torch.Generator(device=device).manual_seed(seed)
@@ -519,6 +489,7 @@ class RobustLinearProbe(PretrainedMixin):
             )
         if not warm_start:
             self._reset_head(seed)
+        self.best_epoch = None  # until this fit has kept a head
         attack = self.attack if self.attack is not None else self._default_attack(generator)
         optimizer = torch.optim.SGD(
             self.head.parameters(),
@@ -531,105 +502,54 @@ class RobustLinearProbe(PretrainedMixin):
             "robust (r-LE)" if cfg.adversarial else "clean",
             num_images,
             cfg.epochs,
-            steps,
+            math.ceil(num_images / batch_size),
             batch_size,
             ", on cached features" if fast else "",
         )
-
         features = self.encode(images, progress=progress) if fast else None
-        val_features = (
-            self.encode(val_images, progress=progress) if val_images is not None else None
-        )
         targets = targets.to(device)
-        best_accuracy = -1.0
-        best_state: dict[str, torch.Tensor] | None = None
-        history: list[dict[str, Any]] = []
-        self.best_epoch = None
-        # Counts finished epochs: "3/50" once epoch 3 (metrics' numbering, from 1) is done.
-        bar = tqdm(
-            total=cfg.epochs,
-            desc="r-LE" if cfg.adversarial else "linear eval",
-            unit="epoch",
-            disable=None if progress else True,
+        validate = None
+        if val_images is not None and val_targets is not None:
+            scored_images, scored_targets = val_images, val_targets
+            val_features = self.encode(val_images, progress=progress)  # the encoder is frozen
+
+            def validate() -> dict[str, float]:
+                scores = {"val_clean_acc": self._feature_accuracy(val_features, scored_targets)}
+                if select == "robust":  # the r-LE attack, the same random starts every epoch
+                    attack = self._default_attack(torch.Generator(device).manual_seed(seed + 1))
+                    scores["val_adv_acc"] = adversarial_accuracy(
+                        self,
+                        scored_images,
+                        scored_targets,
+                        attack,
+                        batch_size=min(cfg.batch_size, 512),
+                    )
+                return scores
+
+        loop = TrainingLoop(
+            _LinearEvaluation(self, attack, fast),
+            optimizer,
+            epochs=cfg.epochs,
+            batch_size=batch_size,
+            lr_at=lambda epoch: self.learning_rate(math.floor(epoch)),  # set once per epoch
+            order_generator=order_generator,
+            generator=generator,
+            min_last_batch=1,
+            progress=progress,
+            nonfinite_hint=f"Lower lr (now {cfg.lr}).",
         )
         try:
-            for epoch in range(cfg.epochs):
-                start_time = time.perf_counter()
-                lr = self.learning_rate(epoch)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                self.train()
-                order = torch.randperm(num_images, generator=order_generator)
-                loss_sum = torch.zeros((), device=device)
-                correct = torch.zeros((), dtype=torch.int64, device=device)
-                for step in range(steps):
-                    index = order[step * batch_size : (step + 1) * batch_size]
-                    batch_targets = targets[index.to(device)]
-                    if features is not None:
-                        batch_features = features[index.to(device)]
-                    else:
-                        batch = _float_batch(images[index.to(images.device)], device)
-                        batch_features = self._training_features(
-                            batch, batch_targets, attack, generator
-                        )
-                    logits = self.head(batch_features)
-                    loss = F.cross_entropy(logits, batch_targets)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()  # type: ignore[no-untyped-call]
-                    optimizer.step()
-                    loss_sum += loss.detach() * batch_targets.shape[0]
-                    correct += (logits.detach().argmax(dim=1) == batch_targets).sum()
-                mean_loss = float(loss_sum) / num_images
-                if not math.isfinite(mean_loss):
-                    raise NonFiniteLossError(
-                        f"non-finite loss in epoch {epoch + 1} of the linear probe: lower lr "
-                        f"(now {cfg.lr})."
-                    )
-                record: dict[str, Any] = {
-                    "epoch": epoch + 1,
-                    "lr": lr,
-                    "loss": mean_loss,
-                    "train_accuracy": int(correct) / num_images,
-                }
-                if val_features is not None and val_images is not None and val_targets is not None:
-                    val_accuracy = self._feature_accuracy(val_features, val_targets)
-                    record["val_accuracy"] = val_accuracy
-                    if select == "robust":
-                        val_accuracy = self._robust_accuracy(val_images, val_targets, seed)
-                        record["val_robust_accuracy"] = val_accuracy
-                    if val_accuracy > best_accuracy:
-                        best_accuracy = val_accuracy
-                        best_state = {
-                            k: v.detach().clone() for k, v in self.head.state_dict().items()
-                        }
-                        self.best_epoch = epoch + 1
-                record["seconds"] = time.perf_counter() - start_time
-                history.append(record)
-                logger.info(json.dumps(record))
-                postfix = {
-                    "epoch": str(epoch + 1),
-                    "loss": f"{mean_loss:.4f}",
-                    "acc": f"{record['train_accuracy']:.3f}",
-                }
-                if "val_accuracy" in record:
-                    postfix["val"] = f"{record['val_accuracy']:.3f}"
-                bar.set_postfix(postfix, refresh=False)
-                bar.update(1)
-        finally:
-            bar.close()
-            self.eval()
-        if best_state is not None:
-            self.head.load_state_dict(best_state)
-            logger.info(
-                "kept the head of epoch %d (best %s validation accuracy %.4f)",
-                self.best_epoch,
-                select,
-                best_accuracy,
+            result = loop.run(
+                (images if features is None else features, targets),
+                validate=validate,
+                select="val_adv_acc" if select == "robust" else "val_clean_acc",
             )
-        else:
-            self.best_epoch = cfg.epochs
+        finally:
+            self.eval()
+        self.best_epoch = cfg.epochs if result.best_epoch is None else result.best_epoch
+        result.best_epoch = self.best_epoch
         self._warn_if_chance(images, targets, features, seed)
-        return history
+        return result
 
     def _warn_if_chance(
         self,
@@ -651,9 +571,9 @@ class RobustLinearProbe(PretrainedMixin):
                 chosen = self.encode(images[pick.to(images.device)], progress=False)
             labels = targets[pick.to(targets.device)]
             accuracy = self._feature_accuracy(chosen, labels)
-        counts = torch.bincount(labels.cpu(), minlength=self.config.num_classes)
-        chance = float(counts.max()) / len(labels)
-        if int((counts > 0).sum()) < 2:
+        counts = class_counts(labels, self.config.num_classes)
+        chance = majority_rate(counts)
+        if sum(1 for count in counts if count) < 2:
             return  # a single class: nothing to learn, so nothing to flag
         se = math.sqrt(chance * (1 - chance) / len(labels))
         threshold = chance + CHANCE_MARGIN * (1 - chance) + 2 * se
@@ -682,11 +602,7 @@ class RobustLinearProbe(PretrainedMixin):
         """r-LE's class-wise l-inf PGD against this probe, random starts from ``generator``."""
         cfg = self.config
         pgd = PGD(self, eps=cfg.eps, alpha=cfg.alpha, steps=cfg.attack_steps, norm="linf")
-
-        def attack(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-            return pgd.perturb(images, labels, generator)
-
-        return attack
+        return lambda images, labels: pgd.perturb(images, labels, generator)
 
     def _training_features(
         self,
@@ -707,21 +623,6 @@ class RobustLinearProbe(PretrainedMixin):
             features: torch.Tensor = self.encoder(batch.detach())
         return features
 
-    def _robust_accuracy(self, images: torch.Tensor, targets: torch.Tensor, seed: int) -> float:
-        """Accuracy on ``images`` (N, 3, H, W) under the r-LE attack, the same starts each call."""
-        cfg = self.config
-        pgd = PGD(self, eps=cfg.eps, alpha=cfg.alpha, steps=cfg.attack_steps, norm="linf")
-        generator = torch.Generator(device=self.device).manual_seed(seed + 1)
-        size = min(cfg.batch_size, 512)  # the attack's activations: keep batches moderate
-        correct = 0
-        for start in range(0, images.shape[0], size):
-            batch = _float_batch(images[start : start + size], self.device)
-            batch_targets = targets[start : start + size].to(self.device)
-            adversarial = pgd.perturb(batch, batch_targets, generator)
-            with torch.no_grad():
-                correct += int((self(adversarial).argmax(dim=1) == batch_targets).sum())
-        return correct / images.shape[0]
-
     @torch.no_grad()
     def _feature_accuracy(self, features: torch.Tensor, targets: torch.Tensor) -> float:
         """Clean accuracy of the head on cached (N, feature_dim) features."""
@@ -733,97 +634,3 @@ class RobustLinearProbe(PretrainedMixin):
     def default_config(cls) -> ProbeConfig:
         """CIFAR-10 on the paper's ResNet18 (10 classes, 512 features), original settings."""
         return ProbeConfig(num_classes=10, feature_dim=512)
-
-    @classmethod
-    def from_config(
-        cls, config: dict[str, Any], *, encoder: RoCLEncoder | None = None
-    ) -> RobustLinearProbe:
-        """Build a probe with a freshly initialised head from a config dict and an encoder.
-
-        Raises:
-            ValueError: no encoder, unknown or missing fields, or a ``feature_dim`` that is not
-                the encoder's.
-        """
-        if encoder is None:
-            raise ValueError(
-                "a RobustLinearProbe needs its encoder: pass encoder=..., or load a saved probe "
-                "with RobustLinearProbe.from_pretrained(path)."
-            )
-        known = {f.name for f in fields(ProbeConfig)}
-        unknown = sorted(set(config) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown {cls.model_type} config fields {unknown}; known fields: {sorted(known)}."
-            )
-        missing = sorted({"num_classes", "feature_dim"} - set(config))
-        if missing:
-            raise ValueError(f"the {cls.model_type} config lacks the fields {missing}.")
-        kwargs = dict(config)
-        feature_dim = kwargs.pop("feature_dim")
-        if feature_dim != encoder.feature_dim:
-            raise ValueError(
-                f"the probe was built for {feature_dim} features but the encoder has "
-                f"{encoder.feature_dim}: load the encoder that was saved with it."
-            )
-        num_classes = kwargs.pop("num_classes")
-        adversarial = kwargs.pop("adversarial", False)
-        return cls(encoder, num_classes, adversarial, **kwargs)
-
-    def pretrained_state(self) -> dict[str, torch.Tensor]:
-        """The head's tensors: ``weight`` (num_classes, feature_dim) and ``bias`` (num_classes,).
-
-        ``save_pretrained(dir)`` writes them to ``dir/model.safetensors`` with the head's
-        ``config.json`` and the model card, and the encoder (its own ``save_pretrained``
-        layout) to ``dir/encoder``. Every file is written atomically (temp + rename).
-        """
-        return dict(self.head.state_dict())
-
-    def save_submodels(self, directory: Path) -> None:
-        """Write the encoder into ``directory/encoder``."""
-        self.encoder.save_pretrained(directory / ENCODER_DIR)
-
-    def config_dict(self) -> dict[str, Any]:
-        """The JSON-serialisable configuration stored in ``config.json``."""
-        return {
-            "model_type": self.model_type,
-            "format_version": FORMAT_VERSION,
-            **asdict(self.config),
-        }
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        directory: str | os.PathLike[str],
-        *,
-        map_location: str | torch.device = "cpu",
-        revision: str | None = None,
-        cache_dir: str | os.PathLike[str] | None = None,
-        local_files_only: bool = False,
-        token: str | bool | None = None,
-    ) -> RobustLinearProbe:
-        """Rebuild a probe saved by
-        [`save_pretrained`][robust_contrastive.models.PretrainedMixin.save_pretrained]: encoder and
-        head, loaded strictly.
-
-        The probe is returned in eval mode, with its encoder frozen.
-
-        Raises:
-            FileNotFoundError: the folder, one of its files or the ``encoder/`` folder is missing.
-            ValueError: the config is for another model type, has unknown fields or does not
-                match the encoder, or the weights do not match (missing, unexpected or
-                mis-shaped keys).
-        """
-        folder = resolve_model_folder(
-            directory,
-            revision=revision,
-            cache_dir=cache_dir,
-            local_files_only=local_files_only,
-            token=token,
-        )
-        raw, weights_path = read_pretrained_config(folder, cls.model_type, cls.__name__)
-        encoder = RoCLEncoder.from_pretrained(folder / ENCODER_DIR, map_location=map_location)
-        probe = cls.from_config(raw, encoder=encoder)
-        state = load_file(str(weights_path), device=str(map_location))
-        load_state_dict_strict(probe.head, state, source=str(weights_path))
-        probe.eval()
-        return probe

@@ -1,15 +1,7 @@
 """The transformation smoothed classifier of RoCL, eq. (8), and its accuracy per sample count.
 
-``S(x) = argmax_c E_{t ~ T} [l_c(f(t(x)))]`` (eq. 8) is approximated, as the paper says, by
-averaging the penultimate features f(t_i(x)) of ``n_samples`` random transformations t_i and
-applying the linear layer l to the mean.
-
-Warning:
-    Its inference is randomised: every forward pass draws new transformations. Plain PGD
-    against it follows the gradient of one random draw and overestimates its robustness.
-    Attack it with Expectation over Transformation, [`EOTPGD`][robust_contrastive.attacks.EOTPGD],
-    and with AutoAttack ``version="rand"`` ([`autoattack`][robust_contrastive.attacks.autoattack]),
-    never with plain PGD alone.
+``S(x) = argmax_c E_{t ~ T} [l_c(f(t(x)))]`` is approximated, as the paper says, by applying the
+linear layer l to the mean of the features f(t_i(x)) of ``n_samples`` random transformations t_i.
 """
 
 from __future__ import annotations
@@ -25,7 +17,8 @@ from tqdm.auto import tqdm
 
 from ..augment import SimCLRAugmentation
 from ..data import ImageDataset
-from .probe import RobustLinearProbe, _check_positive_int, _model_device, accuracy
+from ..validation import check_generator, check_positive_int, model_device
+from .probe import RobustLinearProbe, accuracy
 
 __all__ = ["TransformationSmoothedClassifier", "accuracy_vs_samples"]
 
@@ -35,12 +28,8 @@ Transform = Callable[..., torch.Tensor]
 
 
 def _takes_generator(transform: Callable[..., Any]) -> bool:
-    """Whether ``transform`` is called with the generator: ``transform(images, generator)``.
-
-    True when its signature has a parameter named ``generator`` or at least two named positional
-    parameters; a callable taking only ``*args`` (e.g. a torchvision v2 transform) or one
-    positional parameter gets the images alone. Uninspectable callables get the images alone.
-    """
+    """Whether ``transform`` is called as ``transform(images, generator)`` (not for ``*args``
+    only, as in a torchvision v2 transform, nor for an uninspectable callable)."""
     try:
         parameters = inspect.signature(transform).parameters.values()
     except (TypeError, ValueError):
@@ -58,23 +47,19 @@ def _takes_generator(transform: Callable[..., Any]) -> bool:
 class TransformationSmoothedClassifier(nn.Module):
     """The transformation smoothed classifier of eq. (8): ``head(mean_i encoder(t_i(x)))``.
 
-    Each forward pass stacks ``n_samples`` randomly transformed copies of the batch into one
-    (n_samples * B, 3, H', W') batch, encodes it in a single pass, averages the penultimate
-    features over the copies and classifies the mean with ``head``.
+    Each forward pass encodes the ``n_samples`` randomly transformed copies of the batch as one
+    (n_samples * B, 3, H', W') batch.
 
     Warning:
         Inference is randomised (new transformations at every call). Evaluate its robustness
         with EOT, [`EOTPGD`][robust_contrastive.attacks.EOTPGD], and AutoAttack
         ``version="rand"``; plain PGD alone overestimates it.
 
-    The classifier is inference-only: ``train()`` keeps the encoder and the head in eval mode,
-    so BatchNorm statistics are never updated. It shares (does not copy) ``encoder`` and
-    ``head``.
-
-    Like every model of the library, its forward checks the images' shape and dtype but not
-    their values (that would cost a host synchronisation per attack step): the entry points
-    that take images (attacks, [`accuracy`][robust_contrastive.evaluation.probe.accuracy],
-    [`evaluate_robustness`][robust_contrastive.evaluation.suite.evaluate_robustness]) refuse NaN,
+    The classifier is inference-only: ``train()`` keeps the encoder and the head (shared, not
+    copied) in eval mode, so BatchNorm statistics are never updated. Its forward checks the
+    images' shape and dtype but not their values (a host synchronisation per attack step): the
+    attacks, [`accuracy`][robust_contrastive.evaluation.probe.accuracy] and
+    [`evaluate_robustness`][robust_contrastive.evaluation.suite.evaluate_robustness] refuse NaN,
     inf and values outside [0, 1].
 
     Args:
@@ -113,7 +98,7 @@ class TransformationSmoothedClassifier(nn.Module):
                 "encoder and head must be nn.Modules (e.g. probe.encoder and probe.head); use "
                 "TransformationSmoothedClassifier.from_probe(probe) for a RobustLinearProbe."
             )
-        _check_positive_int("n_samples", n_samples)
+        check_positive_int("n_samples", n_samples)
         if transform is not None and not callable(transform):
             raise TypeError(
                 "transform must be callable as transform(images, generator) or transform(images)."
@@ -137,11 +122,8 @@ class TransformationSmoothedClassifier(nn.Module):
         cls, probe: RobustLinearProbe, **kwargs: Any
     ) -> TransformationSmoothedClassifier:
         """Smooth a trained
-        [`RobustLinearProbe`][robust_contrastive.evaluation.probe.RobustLinearProbe].
-
-        Shares the probe's encoder and head. ``kwargs`` go to the constructor (``n_samples``,
-        ``transform``, ``generator``).
-        """
+        [`RobustLinearProbe`][robust_contrastive.evaluation.probe.RobustLinearProbe] (sharing its
+        encoder and head); ``kwargs`` go to the constructor."""
         if not isinstance(probe, RobustLinearProbe):
             raise TypeError(f"probe must be a RobustLinearProbe, got {type(probe).__name__}.")
         return cls(probe.encoder, probe.head, **kwargs)
@@ -157,10 +139,9 @@ class TransformationSmoothedClassifier(nn.Module):
         return self
 
     def smoothed_features(self, images: torch.Tensor) -> torch.Tensor:
-        """The mean of encoder(t_i(images)) over ``n_samples`` transformations: (B, F).
+        """The mean of encoder(t_i(images)) over ``n_samples`` transformations.
 
-        Args:
-            images: (B, 3, H, W) float in [0, 1].
+        (B, 3, H, W) float in [0, 1] -> (B, F).
         """
         if not isinstance(images, torch.Tensor):
             raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}.")
@@ -173,11 +154,7 @@ class TransformationSmoothedClassifier(nn.Module):
             )
         if images.shape[0] == 0:
             raise ValueError("images is an empty batch: pass at least one image.")
-        if self.generator is not None and self.generator.device.type != images.device.type:
-            raise ValueError(
-                f"the generator is on {self.generator.device} but the images are on "
-                f"{images.device}: create it with torch.Generator(device=images.device)."
-            )
+        check_generator(self.generator, images.device)
         n, batch = self.n_samples, images.shape[0]
         copies = images.repeat(n, 1, 1, 1)  # (B, 3, H, W) -> (n * B, 3, H, W), copy i = rows iB..
         if self._pass_generator:
@@ -193,14 +170,8 @@ class TransformationSmoothedClassifier(nn.Module):
         return features.view(n, batch, -1).mean(dim=0)  # (n * B, F) -> (n, B, F) -> (B, F)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Classify with eq. (8): ``head`` of the features averaged over ``n_samples`` draws.
-
-        Args:
-            images: (B, 3, H, W) float in [0, 1].
-
-        Returns:
-            (B, num_classes) logits; random unless the generator is seeded anew.
-        """
+        """Eq. (8): (B, 3, H, W) float in [0, 1] -> (B, num_classes) logits, random unless the
+        generator is seeded anew."""
         logits: torch.Tensor = self.head(self.smoothed_features(images))
         return logits
 
@@ -228,12 +199,10 @@ def accuracy_vs_samples(
         images: (N, 3, H, W) float in [0, 1], or an ImageDataset (which carries the labels).
         labels: (N,) integer labels (omit with an ImageDataset).
         sample_counts: the values of ``n_samples`` to evaluate (positive integers).
-        seed: seed of the transformations.
         transform: as in
             [`TransformationSmoothedClassifier`][robust_contrastive.evaluation.smoothing.TransformationSmoothedClassifier]
             (default SimCLR).
         batch_size: images per forward pass (each pass encodes ``n * batch_size`` images).
-        progress: show a progress bar over the counts.
 
     Returns:
         ``{n: accuracy in [0, 1]}`` in the order of ``sample_counts``.
@@ -242,9 +211,9 @@ def accuracy_vs_samples(
     if not counts:
         raise ValueError("sample_counts is empty: pass e.g. (1, 2, 4, 8, 16).")
     for count in counts:
-        _check_positive_int("every sample count", count)
+        check_positive_int("every sample count", count)
     fallback = images.images.device if isinstance(images, ImageDataset) else torch.device("cpu")
-    device = _model_device(encoder, fallback)
+    device = model_device(encoder, fallback)
     results: dict[int, float] = {}
     for count in tqdm(counts, desc="samples", disable=None if progress else True):
         generator = torch.Generator(device=device).manual_seed(seed)

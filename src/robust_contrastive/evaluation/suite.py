@@ -1,9 +1,7 @@
 """``evaluate_robustness``: clean and adversarial accuracy under a list of threats, as a report.
 
-Every figure carries the attack that produced it (norm, eps, step, steps, protocol), the number
-of images and the seed, so that a number can always be reproduced and compared. The headline is
-l-inf PGD-20 with step 2/255 (4/255 at eps 16/255) and AutoAttack; the original RoCL evaluation
-(step eps/10) is kept as the ``legacy`` protocol because it is much weaker.
+The headline is l-inf PGD-20 with step 2/255 (4/255 at eps 16/255) and AutoAttack; the original
+RoCL evaluation (step eps/10) is kept as the ``legacy`` protocol because it is much weaker.
 """
 
 from __future__ import annotations
@@ -18,26 +16,37 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
 from .._io import atomic_write_text
 from ..attacks import EOTPGD, PGD, autoattack
-from ..attacks._steps import check_budget, check_images, check_number
-from ..attacks.classwise import _check_classes
 from ..data import ImageDataset
 from ..modes import eval_mode
+from ..validation import (
+    check_budget,
+    check_classes,
+    check_images,
+    check_labels,
+    check_number,
+    check_positive_int,
+    model_device,
+)
 from .checks import (
     UnreliableEvaluationWarning,
     class_counts,
     evaluation_set_warnings,
-    sanity_warnings,
+    figure_warnings,
+    steps_warnings,
+    zero_gradient_warnings,
 )
-from .probe import _check_labels, _check_positive_int, _model_device
 
 logger = logging.getLogger(__name__)
 
 ATTACKS: tuple[str, ...] = ("pgd", "autoattack")
+CHECK_IMAGES = 100  # images used by the sanity checks that attack the model again
+MORE_STEPS = 100  # steps of the sanity checks' re-run of the headline attack
 
 
 @dataclass(frozen=True)
@@ -152,6 +161,73 @@ def is_randomized(model: nn.Module, images: torch.Tensor) -> bool:
         return not torch.allclose(model(images), model(images))
 
 
+def zero_gradient_fraction(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
+    """Fraction of images whose input gradient of the cross-entropy is exactly zero.
+
+    A non-zero fraction is a classic sign of gradient masking (saturated softmax, quantisation,
+    non-differentiable pre-processing): gradient attacks then learn nothing on those images.
+    """
+    with eval_mode(model):
+        x = images.detach().requires_grad_(True)
+        with torch.enable_grad():
+            loss = F.cross_entropy(model(x), labels, reduction="sum")
+            (grad,) = torch.autograd.grad(loss, x)
+        return float((grad.flatten(1).abs().amax(dim=1) == 0).float().mean())
+
+
+def sanity_warnings(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    report: RobustnessReport,
+    *,
+    seed: int = 0,
+) -> list[str]:
+    """Run every check against gradient masking and weak attacks on ``report``'s figures.
+
+    Measures the zero-gradient fraction and re-runs the headline PGD with ``MORE_STEPS`` steps
+    on ``CHECK_IMAGES`` images spread over the data; the verdicts are pure functions of those
+    numbers ([`figure_warnings`][robust_contrastive.evaluation.checks.figure_warnings],
+    [`steps_warnings`][robust_contrastive.evaluation.checks.steps_warnings]).
+
+    Args:
+        images: (N, 3, H, W) float in [0, 1], on the model's device.
+        labels: (N,) int64.
+        seed: seed of the re-run attacks.
+    """
+    stride = max(1, images.shape[0] // CHECK_IMAGES)  # spread over the data (often class-sorted)
+    subset_x, subset_y = images[::stride][:CHECK_IMAGES], labels[::stride][:CHECK_IMAGES]
+    warnings = zero_gradient_warnings(zero_gradient_fraction(model, subset_x, subset_y))
+    warnings += figure_warnings(report.clean_accuracy, report.results)
+    headline = next(
+        (r for r in report.results if r.attack in ("pgd", "eot-pgd") and r.protocol == "headline"),
+        None,
+    )
+    if headline is not None:
+        accuracies = []
+        eot_samples = headline.eot_samples if headline.attack == "eot-pgd" else None
+        for steps in (headline.steps, MORE_STEPS):
+            attack = _pgd_attack(model, headline, steps, eot_samples)
+            generator = torch.Generator(device=images.device).manual_seed(seed)
+            adv = attack.perturb(subset_x, subset_y, generator)
+            with torch.no_grad():
+                accuracies.append(float((model(adv).argmax(1) == subset_y).float().mean()))
+        few, many = accuracies
+        warnings += steps_warnings(
+            headline.name, headline.steps, few, MORE_STEPS, many, subset_x.shape[0]
+        )
+    return warnings
+
+
+def _pgd_attack(
+    model: nn.Module, threat: Threat | ThreatResult, steps: int, eot_samples: int | None
+) -> PGD:
+    """PGD with ``threat``'s radius, step and norm; EOT-PGD with ``eot_samples`` if given."""
+    if eot_samples is None:
+        return PGD(model, threat.eps, threat.alpha, steps, threat.norm)
+    return EOTPGD(model, threat.eps, threat.alpha, steps, threat.norm, eot_samples=eot_samples)
+
+
 def _batches(n: int, batch_size: int) -> list[slice]:
     return [slice(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
 
@@ -193,16 +269,13 @@ def evaluate_robustness(
         eot_samples: EOT samples per step for randomised models.
         num_classes: for AutoAttack (default: inferred from the model's output).
         sanity_checks: run the gradient-masking checks
-            ([`sanity_warnings`][robust_contrastive.evaluation.checks.sanity_warnings]) and add
+            ([`sanity_warnings`][robust_contrastive.evaluation.suite.sanity_warnings]) and add
             warnings.
-        progress: show a progress bar.
 
-    The evaluation images themselves are always checked first, before any attack runs
+    The evaluation images are checked before any attack runs
     ([`evaluation_set_warnings`][robust_contrastive.evaluation.checks.evaluation_set_warnings]):
-    a single class, fewer than 100 images, missing classes or a class with fewer than 10
-    images give a warning in ``report.warnings``, in the log and as an
-    [`UnreliableEvaluationWarning`][robust_contrastive.evaluation.checks.UnreliableEvaluationWarning];
-    the class counts are kept in ``report.class_counts``.
+    each warning goes to ``report.warnings``, the log and an
+    [`UnreliableEvaluationWarning`][robust_contrastive.evaluation.checks.UnreliableEvaluationWarning].
 
     Returns:
         A [`RobustnessReport`][robust_contrastive.evaluation.suite.RobustnessReport].
@@ -226,11 +299,11 @@ def evaluate_robustness(
     if isinstance(images, torch.Tensor) and images.dtype == torch.uint8:
         images = images.float() / 255.0
     check_images(images, "images")
-    _check_labels(labels, images.shape[0], None, "labels")
+    check_labels(labels, images.shape[0], None, "labels")
     for name, value in (("batch_size", batch_size), ("eot_samples", eot_samples)):
-        _check_positive_int(name, value)
+        check_positive_int(name, value)
     if n_images is not None:
-        _check_positive_int("n_images", n_images)
+        check_positive_int("n_images", n_images)
         if n_images < images.shape[0]:  # a seeded random subset: data is often sorted by class
             pick = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(seed))
             pick = pick[:n_images].sort().values
@@ -244,11 +317,11 @@ def evaluate_robustness(
     repeated = sorted({t.name for t in resolved if [r.name for r in resolved].count(t.name) > 1})
     if repeated:
         raise ValueError(f"threats {repeated} are listed more than once: the report keys by name.")
-    device = _model_device(model, images.device)
+    device = model_device(model, images.device)
     images, labels = images.to(device), labels.long().to(device)
     n = images.shape[0]
     randomized = is_randomized(model, images[: min(n, 16)])
-    outputs = _check_classes(model, images, labels)
+    outputs = check_classes(model, images, labels)
     if num_classes is not None and num_classes != outputs:
         raise ValueError(
             f"num_classes={num_classes!r} but the model outputs {outputs} classes: pass "
@@ -354,13 +427,7 @@ def _run_threat(
             bar.update(b.stop - b.start)
         name, samples = f"autoattack-{version}" if randomized else "autoattack", 1
     else:
-        attack: PGD = (
-            EOTPGD(
-                model, threat.eps, threat.alpha, threat.steps, threat.norm, eot_samples=eot_samples
-            )
-            if randomized
-            else PGD(model, threat.eps, threat.alpha, threat.steps, threat.norm)
-        )
+        attack = _pgd_attack(model, threat, threat.steps, eot_samples if randomized else None)
         generator = torch.Generator(device=images.device).manual_seed(seed)
         for b in batches:
             adv = attack.perturb(images[b], labels[b], generator)

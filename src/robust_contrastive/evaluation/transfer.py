@@ -7,9 +7,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..attacks import PGD, InstanceWiseAttack
-from ..attacks._steps import check_images
 from ..data import ImageDataset
 from ..modes import eval_mode
+from ..validation import check_images
 
 
 def transfer_accuracy(

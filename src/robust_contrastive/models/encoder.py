@@ -1,9 +1,6 @@
-"""CIFAR ResNets and [`RoCLEncoder`][robust_contrastive.RoCLEncoder], the encoder f_theta of RoCL.
-
-The CIFAR variant of ResNet (He et al. 2016) used by RoCL: a 3x3 stride-1 stem convolution, no
-max-pool, four stages of residual blocks and global average pooling. ``width`` scales every stage
-(width, 2 width, 4 width, 8 width channels); ``width=64`` is the paper's network.
-"""
+"""[`RoCLEncoder`][robust_contrastive.RoCLEncoder], the encoder f_theta of RoCL: a CIFAR ResNet
+(He et al. 2016) with a 3x3 stride-1 stem convolution, no max-pool, four stages of residual
+blocks and global average pooling."""
 
 from __future__ import annotations
 
@@ -173,14 +170,7 @@ class RoCLEncoder(PretrainedMixin):
         return self.config.mean is not None
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Encode images.
-
-        Args:
-            images: (B, 3, H, W) float in [0, 1].
-
-        Returns:
-            (B, feature_dim) features after global average pooling.
-        """
+        """Encode images (B, 3, H, W) float in [0, 1] into (B, feature_dim) pooled features."""
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(
                 f"images must be (B, 3, H, W) float in [0, 1], got shape {tuple(images.shape)}."

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..hub import resolve_model_folder
 from ..layout import CONFIG_NAME, PROJECTOR_DIR
 from .pretrained import PretrainedMixin
 
@@ -37,7 +36,7 @@ class ProjectionHead(PretrainedMixin):
 
     Loading: ``ProjectionHead.from_pretrained`` accepts the projector's own folder, or an
     encoder's folder, Hub repo id or registered name whose ``projector/`` sub-folder holds it
-    (the trainer saves it there), so
+    (the trainer saves it there; see ``locate_pretrained``), so
     ``ProjectionHead.from_pretrained("rocl-resnet18-w16-cifar10-cpu")`` returns the projector
     trained with that encoder, checksum-verified like the encoder.
     """
@@ -58,59 +57,30 @@ class ProjectionHead(PretrainedMixin):
         return ProjectionHeadConfig()
 
     @classmethod
-    def from_pretrained(
-        cls,
-        directory: str | os.PathLike[str],
-        *,
-        map_location: str | torch.device = "cpu",
-        revision: str | None = None,
-        cache_dir: str | os.PathLike[str] | None = None,
-        local_files_only: bool = False,
-        token: str | bool | None = None,
-    ) -> ProjectionHead:
-        """Load a projector: its own folder, or the ``projector/`` of an encoder.
-
-        Args:
-            directory: a projector folder written by ``save_pretrained``; or an encoder's
-                folder, Hub repo id or registered name (e.g.
-                ``"rocl-resnet18-w16-cifar10-cpu"``) holding the projector in ``projector/``.
-            map_location: device to load the weights on.
-            revision: Hub revision (a branch, tag or commit; not for registered names).
-            cache_dir: Hugging Face cache to use.
-            local_files_only: never download (as ``HF_HUB_OFFLINE=1``).
-            token: Hub token for private repos.
-
-        Returns:
-            The projector, in eval mode.
+    def locate_pretrained(cls, directory: Path) -> Path:
+        """``directory`` itself if it holds a projector, else its ``projector/`` sub-folder.
 
         Raises:
-            FileNotFoundError: nothing is found under that name, or an encoder folder has no
-                ``projector/`` (it was saved without one: only the trainer writes it).
-            ValueError: the folder holds another model type, or the weights do not match.
+            FileNotFoundError: ``directory`` holds another model type and no ``projector/``
+                (it was saved without one: only the trainer writes it).
         """
-        folder = resolve_model_folder(
-            directory,
-            revision=revision,
-            cache_dir=cache_dir,
-            local_files_only=local_files_only,
-            token=token,
-        )
-        config_path = folder / CONFIG_NAME
-        if config_path.is_file():
-            try:
-                found = json.loads(config_path.read_text()).get("model_type")
-            except (json.JSONDecodeError, AttributeError):
-                found = None  # reported by the loader below
-            if found is not None and found != cls.model_type:
-                projector = folder / PROJECTOR_DIR
-                if not (projector / CONFIG_NAME).is_file():
-                    raise FileNotFoundError(
-                        f"{folder} holds a {found!r} model without a {PROJECTOR_DIR}/ sub-folder: "
-                        "there is no projector to load (RoCLTrainer saves it as "
-                        f"OUT/{PROJECTOR_DIR}; an encoder saved alone has none)."
-                    )
-                folder = projector
-        return super().from_pretrained(folder, map_location=map_location)
+        config_path = directory / CONFIG_NAME
+        if not config_path.is_file():
+            return directory  # reported by the loader
+        try:
+            found = json.loads(config_path.read_text()).get("model_type")
+        except (json.JSONDecodeError, AttributeError):
+            return directory  # reported by the loader
+        if found is None or found == cls.model_type:
+            return directory
+        projector = directory / PROJECTOR_DIR
+        if not (projector / CONFIG_NAME).is_file():
+            raise FileNotFoundError(
+                f"{directory} holds a {found!r} model without a {PROJECTOR_DIR}/ sub-folder: "
+                "there is no projector to load (RoCLTrainer saves it as "
+                f"OUT/{PROJECTOR_DIR}; an encoder saved alone has none)."
+            )
+        return projector
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """Project (B, in_dim) features to (B, out_dim) latents."""

@@ -1,11 +1,9 @@
-"""Save and load models as ``model.safetensors`` + ``config.json`` (the Hugging Face layout).
-
-Every model of this library is rebuilt from its ``config.json`` alone and its weights are matched
-strictly: a missing or unexpected key is an error that names the keys, never a silent partial load.
-"""
+"""Save and load models as ``model.safetensors`` + ``config.json`` (the Hugging Face layout):
+rebuilt from ``config.json`` (and sub-folders) alone, weights matched strictly, never partially."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import tempfile
@@ -18,25 +16,50 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .._io import atomic_path, atomic_write_text
-from ..hub import resolve_model_folder
 from ..layout import CONFIG_NAME as CONFIG_NAME
 from ..layout import TRAIN_CONFIG_NAME
 from ..layout import WEIGHTS_NAME as WEIGHTS_NAME
+from ..registry import resolve_model_folder
 
 FORMAT_VERSION = 1
+# The modules that define this library's model types, imported when a config.json names a
+# model_type that no class imported so far has registered.
+LIBRARY_MODEL_MODULES: tuple[str, ...] = (
+    "robust_contrastive.models",
+    "robust_contrastive.evaluation.probe",
+)
 
 _M = TypeVar("_M", bound="PretrainedMixin")
+_MODEL_TYPES: dict[str, type[PretrainedMixin]] = {}
 
 
 class PretrainedMixin(nn.Module):
     """Mixin giving an ``nn.Module`` ``save_pretrained`` / ``from_pretrained``.
 
-    Subclasses set ``model_type`` (a string stored in ``config.json``) and expose a ``config``
-    dataclass whose fields are exactly the keyword arguments of their ``__init__``.
+    Subclasses set ``model_type`` (a string stored in ``config.json``; setting it registers the
+    class for [`load_pretrained`][robust_contrastive.models.load_pretrained]) and expose a
+    ``config`` dataclass whose fields are the keyword arguments of their ``__init__``. A model
+    whose weights are not all its own supplies the hooks: ``pretrained_state`` /
+    ``load_pretrained_state`` (the tensors of ``model.safetensors``), ``save_submodels`` /
+    ``load_submodels`` (sub-models in sub-folders, passed to ``from_config``) and
+    ``locate_pretrained`` (the folder to read, given the one named).
     """
 
     model_type: ClassVar[str]
     config: Any
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        model_type = cls.__dict__.get("model_type")
+        if model_type is None:
+            return
+        known = _MODEL_TYPES.get(model_type)
+        if known is not None and known.__qualname__ != cls.__qualname__:
+            raise TypeError(
+                f"model_type {model_type!r} of {cls.__qualname__} is already the model_type of "
+                f"{known.__module__}.{known.__qualname__}: pick another one."
+            )
+        _MODEL_TYPES[model_type] = cls
 
     def config_dict(self) -> dict[str, Any]:
         """The JSON-serialisable configuration that rebuilds this model."""
@@ -50,8 +73,26 @@ class PretrainedMixin(nn.Module):
         """The tensors written to ``model.safetensors`` (default: the whole state dict)."""
         return dict(self.state_dict())
 
+    def load_pretrained_state(self, state: dict[str, torch.Tensor], *, source: str) -> None:
+        """Load the tensors of ``model.safetensors`` strictly (the inverse of
+        ``pretrained_state``; default: the whole state dict)."""
+        load_state_dict_strict(self, state, source=source)
+
     def save_submodels(self, directory: Path) -> None:
         """Write sub-models that have their own folder (e.g. ``encoder/``); default: none."""
+
+    @classmethod
+    def load_submodels(
+        cls, directory: Path, map_location: str | torch.device
+    ) -> dict[str, nn.Module]:
+        """Read the sub-models written by ``save_submodels``: ``from_config`` keyword arguments
+        (default: none)."""
+        return {}
+
+    @classmethod
+    def locate_pretrained(cls, directory: Path) -> Path:
+        """The folder to load, given the resolved one (default: that folder itself)."""
+        return directory
 
     def save_pretrained(
         self,
@@ -63,7 +104,8 @@ class PretrainedMixin(nn.Module):
         split: str = "held-out split",
         license: str = "mit",
     ) -> Path:
-        """Write ``config.json``, ``model.safetensors`` and a model card ``README.md``.
+        """Write ``config.json``, ``model.safetensors`` and a model card ``README.md``; return the
+        directory as a ``Path``.
 
         Files are written to a temporary name and renamed, so an interrupted save never leaves a
         half-written file under the final name. The card is generated from the folder's files
@@ -79,9 +121,6 @@ class PretrainedMixin(nn.Module):
             dataset: the dataset id of the evaluation images (``"cifar10"``).
             split: which images were evaluated.
             license: the license id written into the card.
-
-        Returns:
-            The directory, as a ``Path``.
         """
         from ..model_card import attach_evaluation, write_model_card
 
@@ -164,10 +203,23 @@ class PretrainedMixin(nn.Module):
     ) -> _M:
         """Rebuild the model from ``config.json`` and load ``model.safetensors`` strictly.
 
-        The model is returned in eval mode.
+        The folder's ``model_type`` picks the class: this one, or one of its registered
+        subclasses (``PretrainedMixin.from_pretrained`` loads any model type). The model is
+        returned in eval mode.
+
+        Args:
+            directory: a folder written by ``save_pretrained``, a Hub repo id ``"org/name"`` or
+                a registered name (see
+                [`resolve_model_folder`][robust_contrastive.registry.resolve_model_folder]).
+            map_location: device to load the weights on.
+            revision: Hub revision (a branch, tag or commit; not for registered names).
+            cache_dir: Hugging Face cache to use.
+            local_files_only: never download (as ``HF_HUB_OFFLINE=1``).
+            token: Hub token for private repos.
 
         Raises:
-            FileNotFoundError: the folder or one of its two files is missing.
+            FileNotFoundError: the folder, one of its two files or a sub-model's folder is
+                missing.
             ValueError: the config is for another model type or has unknown fields, or the
                 weights do not match the architecture (missing, unexpected or mis-shaped keys).
         """
@@ -178,17 +230,19 @@ class PretrainedMixin(nn.Module):
             local_files_only=local_files_only,
             token=token,
         )
-        raw, weights_path = read_pretrained_config(folder, cls.model_type, cls.__name__)
-        model = cls.from_config(raw)
+        folder = cls.locate_pretrained(folder)
+        model_cls, raw, weights_path = _read_pretrained_config(folder, cls)
+        model = model_cls.from_config(raw, **model_cls.load_submodels(folder, map_location))
         state = load_file(str(weights_path), device=str(map_location))
-        load_state_dict_strict(model, state, source=str(weights_path))
+        model.load_pretrained_state(state, source=str(weights_path))
         model.to(map_location)
         model.eval()
         return model
 
     @classmethod
-    def from_config(cls: type[_M], config: dict[str, Any]) -> _M:
-        """Build a randomly initialised model from a config dictionary (no weights)."""
+    def from_config(cls: type[_M], config: dict[str, Any], **submodels: nn.Module) -> _M:
+        """Build a randomly initialised model (no weights) from a config dictionary and the
+        ``submodels`` of ``load_submodels``."""
         config_cls = type(cls.default_config())
         known = {f.name for f in fields(config_cls)}
         unknown = sorted(set(config) - known)
@@ -197,7 +251,7 @@ class PretrainedMixin(nn.Module):
                 f"unknown {cls.model_type} config fields {unknown}; known fields: {sorted(known)}."
             )
         kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
-        return cls(**kwargs)
+        return cls(**submodels, **kwargs)
 
     @classmethod
     def default_config(cls) -> Any:
@@ -205,28 +259,43 @@ class PretrainedMixin(nn.Module):
         raise NotImplementedError
 
 
-def read_pretrained_config(
-    directory: str | os.PathLike[str], model_type: str, class_name: str
-) -> tuple[dict[str, Any], Path]:
-    """Read and check the ``config.json`` of a ``save_pretrained`` folder.
-
-    Checks that ``config.json`` and ``model.safetensors`` exist, that the config is a JSON object
-    for ``model_type`` and in this library's format version.
-
-    Returns:
-        The config's remaining fields (without ``model_type`` and ``format_version``) and the
-        path of the weights file.
+def model_class(model_type: str) -> type[PretrainedMixin]:
+    """The class registered for a ``config.json``'s ``model_type``.
 
     Raises:
-        FileNotFoundError: a file is missing.
-        ValueError: another model type, another format version, or not a JSON object.
+        ValueError: no class registers ``model_type``; the message lists the known ones.
     """
-    folder = Path(directory)
+    if model_type not in _MODEL_TYPES:
+        for module in LIBRARY_MODEL_MODULES:
+            importlib.import_module(module)
+    if model_type not in _MODEL_TYPES:
+        raise ValueError(
+            f"unknown model_type {model_type!r}; known model types: {sorted(_MODEL_TYPES)}. "
+            "Import the module that defines its class first."
+        )
+    return _MODEL_TYPES[model_type]
+
+
+def load_pretrained(name_or_path: str | os.PathLike[str], **options: Any) -> PretrainedMixin:
+    """Load whatever model a folder (Hub repo id, registered name) holds, by its ``model_type``.
+
+    The same as [`from_pretrained`][robust_contrastive.models.PretrainedMixin.from_pretrained]
+    (``options``: its keyword arguments) of the folder's own class: e.g. a
+    [`RoCLEncoder`][robust_contrastive.RoCLEncoder] or a
+    [`RobustLinearProbe`][robust_contrastive.evaluation.probe.RobustLinearProbe], in eval mode.
+    """
+    return PretrainedMixin.from_pretrained(name_or_path, **options)
+
+
+def _read_pretrained_config(folder: Path, cls: type[_M]) -> tuple[type[_M], dict[str, Any], Path]:
+    """Check a ``save_pretrained`` folder loaded as ``cls`` (files, JSON, format version and
+    ``model_type``); return the class to build (``cls`` or a registered subclass), the config's
+    other fields and the weights' path."""
     config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
     for path in (config_path, weights_path):
         if not path.is_file():
             raise FileNotFoundError(
-                f"{path} not found: {class_name}.from_pretrained expects a folder written by "
+                f"{path} not found: {cls.__name__}.from_pretrained expects a folder written by "
                 f"save_pretrained (holding {CONFIG_NAME} and {WEIGHTS_NAME})."
             )
     try:
@@ -238,9 +307,21 @@ def read_pretrained_config(
     if not isinstance(raw, dict):
         raise ValueError(f"{config_path} must hold a JSON object, got {type(raw).__name__}.")
     found_type = raw.pop("model_type", None)
-    if found_type != model_type:
+    own_type = getattr(cls, "model_type", None)
+    if own_type is None and not isinstance(found_type, str):
         raise ValueError(
-            f"{config_path} describes a {found_type!r} model, not a {model_type!r}: "
+            f"{config_path} names no model_type, so the model type is unknown: load it with "
+            "its class (e.g. RoCLEncoder.from_pretrained), or save it with save_pretrained."
+        )
+    if found_type == own_type:
+        model_cls: type[PretrainedMixin] | None = cls
+    elif own_type is None:  # a class with no model_type of its own loads any registered subclass
+        model_cls = model_class(str(found_type))
+    else:
+        model_cls = _MODEL_TYPES.get(str(found_type))
+    if model_cls is None or not issubclass(model_cls, cls):
+        raise ValueError(
+            f"{config_path} describes a {found_type!r} model, not a {own_type or cls.__name__!r}: "
             "load it with the matching class."
         )
     version = raw.pop("format_version", None)
@@ -249,7 +330,7 @@ def read_pretrained_config(
             f"{config_path} has format_version {version!r}; this version of "
             f"robust-contrastive reads format_version {FORMAT_VERSION}. Upgrade the package."
         )
-    return raw, weights_path
+    return model_cls, raw, weights_path
 
 
 def load_state_dict_strict(

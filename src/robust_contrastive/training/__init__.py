@@ -1,4 +1,5 @@
-"""Training: configuration, optimiser and schedule, checkpoints, and the RoCL trainer.
+"""Training: the one training loop and its objectives, configuration, optimiser and schedule,
+checkpoints, and the RoCL trainer.
 
 The names are imported on first use (PEP 562), so that ``robust_contrastive.training.config``
 (the settings, torch-free) loads without torch.
@@ -13,27 +14,32 @@ from .._lazy import lazy_attributes
 if TYPE_CHECKING:
     from .checkpoint import load_checkpoint, save_checkpoint
     from .config import TrainConfig
+    from .loop import FitResult, NonFiniteLossError, Objective, TrainingLoop
     from .optim import LARS, warmup_cosine_lr
-    from .trainer import NonFiniteLossError, RoCLTrainer, TrainResult
+    from .trainer import RoCLTrainer, TrainResult
 
-# public name -> submodule that defines it
+# public name -> submodule that defines it (imported on first access), listed by submodule
 _LAZY: dict[str, str] = {
-    "LARS": "optim",
-    "NonFiniteLossError": "trainer",
-    "RoCLTrainer": "trainer",
-    "TrainConfig": "config",
-    "TrainResult": "trainer",
-    "load_checkpoint": "checkpoint",
-    "save_checkpoint": "checkpoint",
-    "warmup_cosine_lr": "optim",
+    name: module
+    for module, names in {
+        "checkpoint": ("load_checkpoint", "save_checkpoint"),
+        "config": ("TrainConfig",),
+        "loop": ("FitResult", "NonFiniteLossError", "Objective", "TrainingLoop"),
+        "optim": ("LARS", "warmup_cosine_lr"),
+        "trainer": ("RoCLTrainer", "TrainResult"),
+    }.items()
+    for name in names
 }
 
 __all__ = [
     "LARS",
+    "FitResult",
     "NonFiniteLossError",
+    "Objective",
     "RoCLTrainer",
     "TrainConfig",
     "TrainResult",
+    "TrainingLoop",
     "load_checkpoint",
     "save_checkpoint",
     "warmup_cosine_lr",

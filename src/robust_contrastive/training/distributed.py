@@ -1,16 +1,12 @@
 """Multi-process (multi-GPU, multi-node) training on ``torch.distributed``.
 
-A run launched by ``torchrun`` gets ``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``, ``MASTER_ADDR`` and
-``MASTER_PORT`` in its environment.
-[`setup_from_env`][robust_contrastive.training.distributed.setup_from_env] reads them and
-initialises the default process group (NCCL on CUDA machines, gloo otherwise);
-[`RoCLTrainer`][robust_contrastive.RoCLTrainer] then notices the initialised group and trains with
-``DistributedDataParallel``: every process takes its shard of each epoch's permutation
+[`setup_from_env`][robust_contrastive.training.distributed.setup_from_env] initialises the process
+group from ``torchrun``'s environment; [`RoCLTrainer`][robust_contrastive.RoCLTrainer] then trains
+with ``DistributedDataParallel``: every process takes its shard of each epoch's permutation
 ([`shard_indices`][robust_contrastive.training.distributed.shard_indices]), the contrastive
 negatives are gathered from every process with gradients, and rank 0 alone writes files and logs.
-
-Without ``torchrun`` (or with ``WORLD_SIZE=1``) every helper here describes a single process:
-``rank() == 0``, ``world_size() == 1``, and the collectives return their input.
+Without ``torchrun`` (or with ``WORLD_SIZE=1``) every helper here describes a single process and
+the collectives return their input (or do nothing).
 """
 
 from __future__ import annotations
@@ -131,20 +127,15 @@ def setup_from_env(backend: str | None = None) -> bool:
 
 
 def teardown(created: bool) -> None:
-    """Destroy the default process group if ``created`` (the result of
-    [`setup_from_env`][robust_contrastive.training.distributed.setup_from_env]).
-    """
+    """Destroy the default process group if ``created`` (``setup_from_env``'s result)."""
     if created and dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 
 
 @contextmanager
 def process_group_from_env(backend: str | None = None) -> Iterator[bool]:
-    """``with process_group_from_env(): ...``:
-    [`setup_from_env`][robust_contrastive.training.distributed.setup_from_env] on entry and, if it
-    created the group, destroy it on exit (also after an exception). Yields whether it was
-    created.
-    """
+    """[`setup_from_env`][robust_contrastive.training.distributed.setup_from_env] on entry and,
+    if it created the group, teardown on exit (also after an exception); yields whether it did."""
     created = setup_from_env(backend)
     try:
         yield created
@@ -173,12 +164,11 @@ def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def broadcast_buffers(*modules: torch.nn.Module) -> None:
-    """Copy rank 0's buffers (BatchNorm running statistics) of ``modules`` to every process
-    (no-op on one process).
+    """Copy rank 0's buffers (BatchNorm running statistics) of ``modules`` to every process.
 
     DistributedDataParallel broadcasts them at the start of each forward, but every process then
-    updates its own copy; the trainer calls this at the end of each epoch so that every process
-    starts the next epoch (and a checkpoint, which holds rank 0's) from the same buffers.
+    updates its own copy; called at the end of each epoch, this makes every process start the
+    next epoch (and a checkpoint, which holds rank 0's) from the same buffers.
     """
     if not is_distributed():
         return
@@ -208,7 +198,6 @@ def shard_indices(order: torch.Tensor, rank: int, world_size: int) -> torch.Tens
     Args:
         order: (N,) the epoch's permutation, identical on every process.
         rank: this process's rank, in ``[0, world_size)``.
-        world_size: the number of processes.
 
     Returns:
         (N // world_size,) indices.

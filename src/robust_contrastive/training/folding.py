@@ -1,13 +1,10 @@
 """Eval-mode BatchNorm folded into the preceding convolutions, for the attack's passes.
 
-The instance-wise attack runs the encoder in eval mode, where every BatchNorm is a fixed
-per-channel affine map ``y = (x - mean) / sqrt(var + eps) * gamma + beta``. Folded into the
-convolution before it (``W' = W * s``, ``b' = beta - mean * s`` with ``s = gamma / sqrt(var +
-eps)``), the network computes the same function (up to float rounding) with no BatchNorm kernels
-in the forward pass nor in the input-gradient backward pass, which is where the attack spends its
-time. [`FoldedEncoder`][robust_contrastive.training.folding.FoldedEncoder] keeps such a copy and
-refreshes it from the live weights in place (one cheap pass over the parameters), so it can be
-rebuilt at every training step.
+In eval mode a BatchNorm is the affine map ``y = (x - mean) / sqrt(var + eps) * gamma + beta``.
+Folded into the convolution before it (``W' = W * s``, ``b' = beta - mean * s`` with
+``s = gamma / sqrt(var + eps)``), the network computes the same function (up to float rounding)
+without BatchNorm kernels in the forward and input-gradient passes, where the attack spends its
+time; refreshing the folded copy is one cheap pass over the parameters, done every training step.
 """
 
 from __future__ import annotations

@@ -22,7 +22,6 @@ class LARS(Optimizer):
     computed on the device without host synchronisation.
 
     Args:
-        params: parameters or parameter groups.
         lr: learning rate (set every step by the schedule).
         momentum: SGD momentum (0.9).
         weight_decay: L2 weight decay folded into the gradient (1e-6).

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
+import copy
 import logging
 import os
-import time
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -15,21 +14,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from tqdm.auto import tqdm
 
-from .._io import atomic_write_text
 from ..attacks import InstanceWiseAttack
-from ..attacks._steps import check_images
 from ..augment import SimCLRAugmentation
 from ..data import ImageDataset
-from ..layout import CHECKPOINT_DIR, LAST_CHECKPOINT, METRICS_NAME, PROJECTOR_DIR, TRAIN_CONFIG_NAME
+from ..layout import PROJECTOR_DIR, TRAIN_CONFIG_NAME
 from ..losses import nt_xent_loss
 from ..models import ProjectionHead, RoCLEncoder
+from ..validation import check_images
 from . import distributed
-from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig, check_device
 from .folding import FoldedEncoder
+from .loop import FitResult, NonFiniteLossError, Objective, TrainingLoop
 from .optim import LARS, warmup_cosine_lr
+
+__all__ = ["NonFiniteLossError", "RoCLTrainer", "TrainResult", "resolve_device"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,18 +36,13 @@ logger = logging.getLogger(__name__)
 RESUMABLE_CHANGES: tuple[str, ...] = ("device", "progress", "checkpoint_every", "compile")
 
 
-class NonFiniteLossError(FloatingPointError):
-    """Training produced a NaN or infinite loss; no weights were saved from that point on."""
-
-
-@dataclass
-class TrainResult:
-    """What [`RoCLTrainer.fit`][robust_contrastive.RoCLTrainer.fit] returns."""
+@dataclass(kw_only=True)
+class TrainResult(FitResult):
+    """What [`RoCLTrainer.fit`][robust_contrastive.RoCLTrainer.fit] returns: the
+    [`FitResult`][robust_contrastive.training.loop.FitResult] and the trained models."""
 
     encoder: RoCLEncoder  # the trained encoder, in eval mode
     projector: ProjectionHead  # the trained projector, in eval mode
-    history: list[dict[str, Any]] = field(default_factory=list)  # one metrics dict per epoch
-    out_dir: Path | None = None  # where the encoder, projector and logs were written
 
 
 def resolve_device(name: str) -> torch.device:
@@ -66,21 +60,7 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-class _Embedder(nn.Module):
-    """encoder + projector as one module, z = g(f(x)): what DistributedDataParallel wraps."""
-
-    def __init__(self, encoder: RoCLEncoder, projector: ProjectionHead) -> None:
-        super().__init__()
-        self.encoder = encoder
-        self.projector = projector
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) -> (N, projection_dim)."""
-        z: torch.Tensor = self.projector(self.encoder(images))
-        return z
-
-
-class RoCLTrainer:
+class RoCLTrainer(Objective):
     """Train a RoCL (or, with ``config.adversarial=False``, a SimCLR) encoder.
 
     Each step (Algorithm 1): two augmentations t(x), t'(x) of the batch; the instance-wise
@@ -104,6 +84,10 @@ class RoCLTrainer:
     The encoder and projector are wrapped in ``DistributedDataParallel``, each process trains on its
     shard of every epoch, ``batch_size`` is per process (N * batch_size images per step), the
     negatives are gathered from every process, and rank 0 alone writes files and logs.
+
+    The trainer is the RoCL (or SimCLR) [`Objective`][robust_contrastive.training.loop.Objective]
+    of one [`TrainingLoop`][robust_contrastive.training.loop.TrainingLoop] (``self.loop``), which
+    owns the data order, the schedule, the metrics, the checkpoints and resumption.
 
     Example:
         >>> trainer = RoCLTrainer(TrainConfig(width=16, epochs=1, batch_size=32), "runs/demo")
@@ -167,8 +151,35 @@ class RoCLTrainer:
         self.generator = torch.Generator(device=self.device).manual_seed(
             config.seed + 1 + self.rank
         )
-        self.history: list[dict[str, Any]] = []
-        self.epoch = 0  # completed epochs
+        self.name = "RoCL" if config.adversarial else "SimCLR"
+        self.metrics = ("loss", "loss_contrastive", "loss_regularizer")
+        self.loop = TrainingLoop(
+            self,
+            self.optimizer,
+            epochs=config.epochs,
+            batch_size=config.batch_size,
+            lr_at=lambda epoch: warmup_cosine_lr(
+                epoch,
+                base_lr=config.lr,
+                multiplier=config.lr_warmup_multiplier,
+                warmup_epochs=config.warmup_epochs,
+                total_epochs=config.epochs,
+            ),
+            order_generator=self.order_generator,
+            generator=self.generator,
+            drop_last=config.drop_last,
+            grad_clip=config.grad_clip,
+            out_dir=self.out_dir,
+            config=config.to_dict(),
+            config_name=TRAIN_CONFIG_NAME,
+            resumable=RESUMABLE_CHANGES,
+            normalize_config=lambda saved: TrainConfig.from_dict(saved).to_dict(),
+            checkpoint_every=config.checkpoint_every,
+            progress=config.progress,
+            rank=self.rank,
+            world_size=self.world_size,
+            nonfinite_hint="Try a lower lr, grad_clip, or precision='fp32'.",
+        )
         self._model = self._wrap_model()  # the training forward: g(f(x)), DDP-wrapped if needed
         # Built at the first step (after any wrapping): see _step_attack and _embed.
         self._folded: FoldedEncoder | None = None  # BatchNorm-folded attack encoder
@@ -184,7 +195,7 @@ class RoCLTrainer:
         """encoder + projector for the training forwards: wrapped in DistributedDataParallel
         inside a process group of several processes (after the optional SyncBatchNorm
         conversion), else the plain modules. The attack keeps the unwrapped modules."""
-        model = _Embedder(self.encoder, self.projector)
+        model = nn.Sequential(self.encoder, self.projector)  # z = g(f(x))
         if self.world_size == 1:
             if distributed.env_world_size() > 1:
                 logger.warning(
@@ -257,18 +268,8 @@ class RoCLTrainer:
                 encoder = self._folded.module
             if cfg.compile:
                 encoder = cast(nn.Module, torch.compile(encoder, dynamic=False))
-            a = self.attack
-            self._attack_of_step = InstanceWiseAttack(
-                encoder,
-                self.projector,
-                eps=a.eps,
-                alpha=a.alpha,
-                steps=a.steps,
-                norm=a.norm,
-                random_start=a.random_start,
-                temperature=a.temperature,
-                loss=a.loss,
-            )
+            self._attack_of_step = copy.copy(self.attack)  # the same settings, on this encoder
+            self._attack_of_step.encoder = encoder
         elif self._folded is not None:
             self._folded.refresh()  # the weights changed since the last step
         # A compiled wrapper keeps its own mode flag, which the attack saves and restores.
@@ -329,6 +330,17 @@ class RoCLTrainer:
         return images
 
     # ------------------------------------------------------------------ the loop
+    def modules(self) -> dict[str, nn.Module | None]:
+        """The trained modules by checkpoint key: ``encoder`` and ``projector``."""
+        return {"encoder": self.encoder, "projector": self.projector}
+
+    def loss(
+        self, batch: tuple[torch.Tensor, ...], generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """[`compute_loss`][robust_contrastive.RoCLTrainer.compute_loss] of ``batch[0]`` (the
+        images): the loss of this objective. ``generator`` is ``self.generator``."""
+        return self.compute_loss(batch[0])
+
     def fit(self, data: ImageDataset | torch.Tensor, *, resume: bool = False) -> TrainResult:
         """Train for ``config.epochs`` epochs (or what remains of them, with ``resume=True``).
 
@@ -347,98 +359,8 @@ class RoCLTrainer:
             NonFiniteLossError: a loss became NaN or infinite (nothing is saved after it).
             ValueError: bad data or a checkpoint made with a different config.
         """
-        cfg = self.config
         images = self._prepare_data(data)
-        num_images = images.shape[0] // self.world_size  # this process's shard (all equal)
-        steps = num_images // cfg.batch_size
-        if not cfg.drop_last and num_images % cfg.batch_size > 1:
-            steps += 1  # a last, smaller batch (a single image has no negatives: dropped)
-        if steps == 0:
-            raise ValueError(
-                f"{num_images} image(s) per process make no batch of at least 2 images: use "
-                "more images."
-            )
-        if resume:
-            self._resume()
-            resumed = distributed.all_gather_objects(self.epoch)
-            if len(set(resumed)) > 1:
-                raise ValueError(
-                    f"the processes resumed from different epochs {resumed}: every process must "
-                    f"read the same {self.checkpoint_path} (on several nodes, put out_dir on a "
-                    "shared filesystem)."
-                )
-        self._write_config()
-        name = "RoCL" if cfg.adversarial else "SimCLR"
-        # Counts every step of the run (a resumed run starts at its done steps); the description
-        # names the epoch running, from 1 as metrics.jsonl counts them.
-        bar = tqdm(
-            total=steps * cfg.epochs,
-            initial=steps * self.epoch,
-            desc=f"{name} epoch {min(self.epoch + 1, cfg.epochs)}/{cfg.epochs}",
-            unit="step",
-            disable=not cfg.progress or not self.is_main_process,
-        )
-        with bar:
-            while self.epoch < cfg.epochs:
-                epoch = self.epoch
-                bar.set_description(f"{name} epoch {epoch + 1}/{cfg.epochs}", refresh=False)
-                self.encoder.train()
-                self.projector.train()
-                # The same permutation on every process; each takes its shard of it.
-                order = torch.randperm(images.shape[0], generator=self.order_generator)
-                order = distributed.shard_indices(order, self.rank, self.world_size)
-                order = order.to(self.device)
-                parts = torch.zeros(steps, 3, device=self.device)  # per-step losses, on device
-                start = time.perf_counter()
-                for step in range(steps):
-                    lr = warmup_cosine_lr(
-                        epoch + step / steps,
-                        base_lr=cfg.lr,
-                        multiplier=cfg.lr_warmup_multiplier,
-                        warmup_epochs=cfg.warmup_epochs,
-                        total_epochs=cfg.epochs,
-                    )
-                    for group in self.optimizer.param_groups:
-                        group["lr"] = lr
-                    batch = images[order[step * cfg.batch_size : (step + 1) * cfg.batch_size]]
-                    loss, parts[step] = self.compute_loss(batch)
-                    self.optimizer.zero_grad(set_to_none=True)
-                    loss.backward()  # type: ignore[no-untyped-call]
-                    if cfg.grad_clip is not None:
-                        nn.utils.clip_grad_norm_(
-                            [*self.encoder.parameters(), *self.projector.parameters()],
-                            cfg.grad_clip,
-                        )
-                    self.optimizer.step()
-                    bar.update(1)
-                    if (step + 1) % 10 == 0 or step + 1 == steps:  # one sync per 10 steps
-                        # Mean over processes: every process sees the same verdict.
-                        seen = distributed.all_reduce_mean(parts[: step + 1])
-                        self._check_finite(seen, epoch)
-                        bar.set_postfix(loss=f"{float(seen[step, 0]):.4f}")
-                seconds = time.perf_counter() - start
-                parts = distributed.all_reduce_mean(parts)  # the loss of the union of the batches
-                # Rank 0's BatchNorm statistics everywhere, as a resumed run starts (exact resume).
-                distributed.broadcast_buffers(self.encoder, self.projector)
-                self._check_finite(parts, epoch)
-                means = parts.mean(dim=0).tolist()
-                record = {
-                    "epoch": epoch + 1,
-                    "loss": means[0],
-                    "loss_contrastive": means[1],
-                    "loss_regularizer": means[2],
-                    "lr": lr,
-                    "images_per_s": steps * cfg.batch_size * self.world_size / seconds,
-                    "seconds": seconds,
-                }
-                self.history.append(record)
-                self.epoch = epoch + 1
-                if self.is_main_process:
-                    logger.info(json.dumps(record))
-                self._write_metrics()
-                due = self.epoch % cfg.checkpoint_every == 0 or self.epoch == cfg.epochs
-                if due and self.out_dir is not None:
-                    self.save_checkpoint()
+        result = self.loop.run((images,), resume=resume)
         self.encoder.eval()
         self.projector.eval()
         if self.out_dir is not None and self.is_main_process:
@@ -450,7 +372,12 @@ class RoCLTrainer:
                 self.out_dir / PROJECTOR_DIR,
             )
         distributed.barrier()  # the other processes return once rank 0 has written
-        return TrainResult(self.encoder, self.projector, list(self.history), self.out_dir)
+        return TrainResult(
+            history=result.history,
+            out_dir=self.out_dir,
+            encoder=self.encoder,
+            projector=self.projector,
+        )
 
     # ------------------------------------------------------------------ helpers
     def _prepare_data(self, data: ImageDataset | torch.Tensor) -> torch.Tensor:
@@ -475,28 +402,21 @@ class RoCLTrainer:
             )
         return images.to(self.device)
 
-    def _check_finite(self, parts: torch.Tensor, epoch: int) -> None:
-        finite = torch.isfinite(parts).all(dim=1)
-        if not bool(finite.all()):
-            step = int((~finite).nonzero()[0, 0])
-            values = [float(v) for v in parts[step]]
-            raise NonFiniteLossError(
-                f"non-finite loss at epoch {epoch + 1}, step {step + 1}: (total, contrastive, "
-                f"regularizer) = {values}. Training stopped; the last checkpoint (epoch "
-                f"{self._last_checkpoint_epoch()}) is intact. Try a lower lr, grad_clip, or "
-                "precision='fp32'."
-            )
+    # ------------------------------------------------------------------ the run's state
+    @property
+    def epoch(self) -> int:
+        """Completed epochs."""
+        return self.loop.epoch
 
-    def _last_checkpoint_epoch(self) -> int | None:
-        path = self.checkpoint_path
-        if path is None or not path.exists():
-            return None
-        return int(load_checkpoint(path)["epoch"])
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """One metrics record per completed epoch."""
+        return self.loop.history
 
     @property
     def checkpoint_path(self) -> Path | None:
         """``out_dir/checkpoints/last.pt``, or None without an output folder."""
-        return None if self.out_dir is None else self.out_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
+        return self.loop.checkpoint_path
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume: config, epoch, weights, optimiser, RNG states, history.
@@ -504,24 +424,7 @@ class RoCLTrainer:
         In a distributed run this is a collective call (every process's augmentation and
         attack generator state is gathered): call it on every process.
         """
-        state: dict[str, Any] = {
-            "config": self.config.to_dict(),
-            "epoch": self.epoch,
-            "encoder": self.encoder.state_dict(),
-            "projector": self.projector.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "order_generator": self.order_generator.get_state(),
-            "generator": self.generator.get_state(),
-            "history": self.history,
-            "world_size": self.world_size,
-            # Global generators (nothing in a step draws from them today; kept so that code
-            # added to a step, or a user's hook, resumes exactly too).
-            "torch_rng_state": torch.get_rng_state(),
-            "cuda_rng_states": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        }
-        if self.world_size > 1:  # one generator state per process, in rank order
-            state["rank_generators"] = distributed.all_gather_objects(self.generator.get_state())
-        return state
+        return self.loop.state_dict()
 
     def save_checkpoint(self) -> Path:
         """Atomically write [`state_dict`][robust_contrastive.RoCLTrainer.state_dict] to
@@ -529,82 +432,6 @@ class RoCLTrainer:
 
         In a distributed run, call it on every process: rank 0 writes, the others wait.
         """
-        path = self.checkpoint_path
-        if path is None:
+        if self.out_dir is None:
             raise ValueError("save_checkpoint needs an out_dir: RoCLTrainer(config, out_dir=...).")
-        state = self.state_dict()
-        if self.is_main_process:
-            save_checkpoint(state, path)
-            logger.info("checkpoint at epoch %d written to %s", self.epoch, path)
-        distributed.barrier()
-        return path
-
-    def _resume(self) -> None:
-        path = self.checkpoint_path
-        if path is None:
-            raise ValueError("resume=True needs an out_dir holding the run's checkpoints.")
-        if not path.exists():
-            if self.is_main_process:
-                logger.info("no checkpoint at %s: starting from scratch", path)
-            return
-        state = load_checkpoint(path)
-        saved = TrainConfig.from_dict(state["config"])
-        diff = self.config.differences(saved, ignore=RESUMABLE_CHANGES)
-        if diff:
-            details = ", ".join(f"{k}: now {a!r}, checkpoint {b!r}" for k, (a, b) in diff.items())
-            raise ValueError(
-                f"cannot resume from {path}: the config differs ({details}). Use the run's "
-                "original settings, or a new out_dir for a new run."
-            )
-        saved_world = int(state.get("world_size", 1))
-        if saved_world != self.world_size:
-            raise ValueError(
-                f"cannot resume from {path}: it was written by a run of {saved_world} "
-                f"process(es), this one has {self.world_size}; the batch per step (batch_size x "
-                "processes) would change. Resume with the same number of processes."
-            )
-        self.encoder.load_state_dict(state["encoder"], strict=True)
-        self.projector.load_state_dict(state["projector"], strict=True)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.order_generator.set_state(state["order_generator"])
-        rank_generators = state.get("rank_generators", [state["generator"]])
-        self.generator.set_state(rank_generators[self.rank])
-        self.history = list(state["history"])
-        self.epoch = int(state["epoch"])
-        if "torch_rng_state" in state:
-            torch.set_rng_state(state["torch_rng_state"])
-        cuda_states = state.get("cuda_rng_states", [])
-        if (
-            cuda_states
-            and torch.cuda.is_available()
-            and len(cuda_states) == torch.cuda.device_count()
-        ):
-            torch.cuda.set_rng_state_all(cuda_states)
-        if self.is_main_process:
-            for stale in path.parent.glob(f"{path.name}.*.tmp"):  # left by a killed write
-                stale.unlink(missing_ok=True)
-                logger.info("removed %s, a checkpoint write that was interrupted", stale)
-            logger.info("resumed from %s at epoch %d", path, self.epoch)
-
-    def _write_config(self) -> None:
-        """Write ``train_config.json``: the first write of a run, so an unwritable ``out_dir``
-        fails here, before any training."""
-        if self.out_dir is None or not self.is_main_process:
-            return
-        try:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(
-                self.out_dir / TRAIN_CONFIG_NAME, json.dumps(self.config.to_dict(), indent=2)
-            )
-        except OSError as err:
-            raise OSError(
-                err.errno,
-                f"cannot write to out_dir {self.out_dir}: {err.strerror or err}. Choose a "
-                "writable folder with free space; nothing was trained.",
-            ) from err
-
-    def _write_metrics(self) -> None:
-        if self.out_dir is None or not self.is_main_process:
-            return
-        lines = "".join(json.dumps(record) + "\n" for record in self.history)
-        atomic_write_text(self.out_dir / METRICS_NAME, lines)
+        return self.loop.save_checkpoint()

@@ -20,98 +20,52 @@ ones (does the encoder overfit its 8,000 images?). The run's evaluation split is
 Run after the reproduction (its run folder holds ``split.json``; its RoCL encoder is also bundled
 as ``src/robust_contrastive/pretrained/rocl-resnet18-w16-cifar10-cpu``); about 7 minutes::
 
-    python benchmarks/le_check.py --data ../shared/data/cifar10-train --run runs/cifar10-cpu \\
-        --encoder runs/cifar10-cpu/rocl --threads 1 --out benchmarks/results/le_check.json
+    python experiments/le_check.py --data ../shared/data/cifar10-train --run runs/cifar10-cpu \\
+        --encoder runs/cifar10-cpu/rocl --threads 1 --out experiments/results/le_check.json
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import logging
 import time
-from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
-from robust_contrastive import RobustLinearProbe, RoCLEncoder, evaluate_robustness, load_dataset
+from robust_contrastive import RobustLinearProbe, RoCLEncoder, evaluate_robustness
 from robust_contrastive.data import first_per_class
 
-logger = logging.getLogger("le_check")
-HEADLINE = "linf-8/255"  # PGD-20, step 2/255
-
-
-def logistic_regression(
-    features: torch.Tensor, labels: torch.Tensor, l2: float, num_classes: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Multinomial logistic regression by L-BFGS on standardised features.
-
-    Args:
-        features: (N, D) float features.
-        labels: (N,) int64 classes.
-        l2: weight of ``sum(W ** 2)`` (in standardised units) added to the mean cross-entropy.
-        num_classes: number of classes.
-
-    Returns:
-        ``(weight (C, D), bias (C,))`` acting on the *raw* features: the standardisation
-        ``(x - mean) / std`` is folded in.
-    """
-    mean, std = features.mean(dim=0), features.std(dim=0) + 1e-6
-    x = (features - mean) / std  # (N, D) standardised
-    weight = torch.zeros(num_classes, features.shape[1], requires_grad=True)
-    bias = torch.zeros(num_classes, requires_grad=True)
-    optimizer = torch.optim.LBFGS(
-        [weight, bias],
-        lr=1.0,
-        max_iter=500,
-        history_size=20,
-        line_search_fn="strong_wolfe",
-        tolerance_grad=1e-6,
-        tolerance_change=1e-9,
-    )
-
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad()
-        loss = F.cross_entropy(x @ weight.T + bias, labels) + l2 * weight.pow(2).sum()
-        loss.backward()  # type: ignore[no-untyped-call]
-        return loss
-
-    optimizer.step(closure)  # type: ignore[no-untyped-call]
-    w = weight.detach() / std  # (C, D): W (x - mean) / std = (W / std) x - (W / std) mean
-    return w, bias.detach() - w @ mean
+from common import (
+    HEADLINE,
+    check_images,
+    check_parser,
+    clean_probe,
+    load_run,
+    logistic_regression,
+    set_up,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", required=True, help="CIFAR-10 ImageFolder (cifar10-train)")
-    parser.add_argument("--run", required=True, type=Path, help="the run folder (split.json)")
-    parser.add_argument("--encoder", required=True, type=Path, help="encoder folder")
+    parser = check_parser(__doc__, "encoder folder")
     parser.add_argument("--check-per-class", type=int, default=500, help="clean check images")
     parser.add_argument("--attack-per-class", type=int, default=50, help="PGD-20 check images")
     parser.add_argument(
         "--l2", type=float, nargs="+", default=[0.0, 1e-4], help="logistic-regression penalties"
     )
-    parser.add_argument("--threads", type=int, default=None, help="torch threads")
-    parser.add_argument("--out", type=Path, default=None, help="JSON results file")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_up(args)
     start = time.perf_counter()
 
-    split = json.loads((args.run / "split.json").read_text())
-    dataset = load_dataset(args.data)
+    dataset, split = load_run(args.data, args.run)
     pool = torch.tensor(split["train"])
     trained = set(split["encoder_train"])
-    unseen = torch.tensor([i for i in split["train"] if i not in trained])
-    check = unseen[first_per_class(dataset.labels[unseen], args.check_per_class)]
+    check = check_images(dataset, split, args.check_per_class)
     attacked = check[first_per_class(dataset.labels[check], args.attack_per_class)]
     held = set(check.tolist())
     fit_idx = torch.tensor([i for i in pool.tolist() if i not in held])
     encoder = RoCLEncoder.from_pretrained(args.encoder)
 
-    le = RobustLinearProbe(encoder, 10, augment=False, epochs=50, batch_size=256)
+    le = clean_probe(encoder)
     le.fit(dataset.subset(fit_idx), val=dataset.subset(torch.tensor(split["select"])), seed=0)
     features = le.encode(dataset.images[fit_idx], progress=True)  # (N, feature_dim)
     check_features = le.encode(dataset.images[check])
@@ -137,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     probes: list[tuple[str, RobustLinearProbe]] = [("LE (the reproduction's)", le)]
     for l2 in args.l2:
         probe = RobustLinearProbe(encoder, 10, augment=False)
-        weight, bias = logistic_regression(features, fit_labels, l2, 10)
+        weight, bias = logistic_regression(features, fit_labels, l2)
         with torch.no_grad():
             probe.head.weight.copy_(weight)
             probe.head.bias.copy_(bias)

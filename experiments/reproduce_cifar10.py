@@ -20,15 +20,21 @@ train on the whole pool.
 
 Every stage writes its result under ``--out`` and is skipped when that result exists, and the
 training runs resume from their last checkpoint: rerun the same command after an interruption.
-The results go to ``benchmarks/results/cifar10_cpu.json`` and ``.md`` and the plots (matplotlib,
-``pip install robust-contrastive[plots]``) to ``docs/assets/results/`` (with ``--quick``, all of
-them into the run folder). With ``--register`` the RoCL and SimCLR encoders (with projector)
-and their LE probes are copied with model cards into ``src/robust_contrastive/pretrained/``
-and registered.
+The results go to ``--results`` (default ``experiments/results/``; with ``--quick``, the run
+folder): ``cifar10_cpu[_TAG].json`` (every report, history and figure's data) and ``.md`` (the
+table); the main run also writes its splits there (``cifar10_cpu_split.json``). Nothing else is
+written: the figures come from the results file (``experiments/plot_cifar10.py``) and the
+bundled models from the run folder (``tools/register_pretrained.py``), see docs/results.md.
 
 Run (on 2 CPU cores, about 4 hours of stages on a machine that trains RoCL at 20 images/s)::
 
-    python benchmarks/reproduce_cifar10.py --data ../shared/data/cifar10-train --parallel --register
+    python experiments/reproduce_cifar10.py --data ../shared/data/cifar10-train --parallel
+
+A smoke test of every stage (``--quick``: 400 training images) on the bundled 5,000-image
+sample, about a minute of CPU time without AutoAttack::
+
+    python experiments/reproduce_cifar10.py --data sample --quick --no-autoattack \\
+        --out runs/cifar10-quick
 
 ``--parallel`` runs the RoCL stages and the SimCLR + AT stages in two one-thread processes (on
 2 cores about 1.3x the throughput of one two-thread process) and gathers their results.
@@ -37,13 +43,13 @@ Ablations (Tables 5, 6 and 7 of the paper) are options of the same command, writ
 ``--tag``::
 
     # the image RoCL's training attack perturbs (Table 5): x instead of t(x)
-    python benchmarks/reproduce_cifar10.py --data ... --out runs/cifar10-cpu-source-x \\
+    python experiments/reproduce_cifar10.py --data ... --out runs/cifar10-cpu-source-x \\
         --tag source-x --attack-source original --methods rocl
     # the attack loss of RoCL's training attack (Table 7): contrastive, mse, cosine, l1
-    python benchmarks/reproduce_cifar10.py --data ... --out runs/cifar10-cpu-attack-mse \\
+    python experiments/reproduce_cifar10.py --data ... --out runs/cifar10-cpu-attack-mse \\
         --tag attack-mse --attack-loss mse --methods rocl
     # PGD steps at test time (Table 6), on the trained models of the main run
-    python benchmarks/reproduce_cifar10.py --data ... --pgd-steps 10 20 40 100
+    python experiments/reproduce_cifar10.py --data ... --pgd-steps 10 20 40 100
 """
 
 from __future__ import annotations
@@ -53,7 +59,6 @@ import json
 import logging
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import time
@@ -85,15 +90,13 @@ from robust_contrastive import (
 from robust_contrastive.data import first_per_class
 from robust_contrastive.evaluation.smoothing import accuracy_vs_samples
 
+from common import HEADLINE, clean_probe, robust_probe
+
 logger = logging.getLogger("reproduce_cifar10")
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS_DIR = ROOT / "benchmarks" / "results"
-PLOTS_DIR = ROOT / "docs" / "assets" / "results"
-PRETRAINED_DIR = ROOT / "src" / "robust_contrastive" / "pretrained"
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
 METHODS: tuple[str, ...] = ("simclr", "rocl", "at")
-# The threats, grouped by the number of evaluation images they run on.
-HEADLINE = "linf-8/255"  # PGD-20, step 2/255: on every evaluation image
+# The threats, grouped by the number of evaluation images they run on (HEADLINE: on all).
 OTHER_THREATS: tuple[str, ...] = ("linf-8/255-legacy", "l2-0.5", "l1-12")  # on --lp-images
 AUTOATTACK = "autoattack-linf-8/255"  # on --aa-images
 
@@ -212,7 +215,8 @@ class Stages:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.seconds: dict[str, float] = {}
 
-    def run(self, name: str, work: Callable[[], Any]) -> Any:
+    def run(self, name: str, work: Callable[..., Any], *args: Any) -> Any:
+        """``work(*args)``'s result: computed and recorded, or read back from its record."""
         path = self.folder / f"{name.replace('/', '_')}.json"
         if path.exists():
             record = json.loads(path.read_text())
@@ -221,7 +225,7 @@ class Stages:
             return record["result"]
         logger.info("stage %s: starting", name)
         start = time.perf_counter()
-        result = work()
+        result = work(*args)
         seconds = time.perf_counter() - start
         self.seconds[name] = seconds
         tmp = path.with_name(path.name + ".tmp")
@@ -287,33 +291,20 @@ def train_at(out: Path, budget: Budget, splits: Splits) -> dict[str, Any]:
 def fit_probe(out: Path, name: str, kind: str, budget: Budget, splits: Splits) -> dict[str, Any]:
     """``kind``: "le" (clean), "rle" (r-LE from a fresh head), "rlew" (r-LE from the LE head)."""
     encoder = RoCLEncoder.from_pretrained(out / name)
-    if kind in (
-        "rle",
-        "rlew",
-    ):  # r-LE (eq. 7): PGD-10 examples of augmented images, a short cosine run
-        probe = RobustLinearProbe(
-            encoder,
-            10,
-            adversarial=True,
-            epochs=budget.rle_epochs,
-            batch_size=128,
-            lr=budget.rle_lr if kind == "rlew" else 0.1,
-            schedule="cosine",
-        )
+    if kind in ("rle", "rlew"):  # r-LE (eq. 7): PGD-10 examples of augmented images
+        probe = robust_probe(encoder, budget.rle_epochs, budget.rle_lr if kind == "rlew" else 0.1)
         if kind == "rlew":
             clean = RobustLinearProbe.from_pretrained(out / name / "probe-le")
             probe.head.load_state_dict(clean.head.state_dict())
         data, select = splits.rle, budget.rle_select
     else:  # LE: clean, un-augmented features of the whole pool (cached: seconds per epoch)
-        probe = RobustLinearProbe(
-            encoder, 10, augment=False, epochs=budget.probe_epochs, batch_size=256
-        )
+        probe = clean_probe(encoder, budget.probe_epochs)
         data, select = splits.pool, "clean"
-    history = probe.fit(
+    fitted = probe.fit(
         data, val=splits.select, seed=budget.seed, warm_start=kind == "rlew", select=select
     )
     probe.save_pretrained(out / name / f"probe-{kind}")
-    return {"history": history, "best_epoch": probe.best_epoch, "n_images": len(data)}
+    return {"history": fitted.history, "best_epoch": fitted.best_epoch, "n_images": len(data)}
 
 
 def load_classifier(out: Path, model: str) -> RobustLinearProbe | RobustClassifier:
@@ -421,7 +412,7 @@ def embedding(out: Path, method: str, budget: Budget, splits: Splits) -> dict[st
     }
 
 
-# ------------------------------------------------------------------ tables and plots
+# ------------------------------------------------------------------ the summary
 MODEL_NAMES = {
     "simclr-le": "SimCLR, LE",
     "simclr-rle": "SimCLR, r-LE",
@@ -466,177 +457,12 @@ def markdown_table(evaluations: dict[str, dict[str, dict[str, Any]]]) -> str:
     return "\n".join(lines)
 
 
-def plots(folder: Path, results: dict[str, Any], tag: str) -> list[str]:
-    """Write the figures into ``folder`` (``NAME.png``, ``NAME-TAG.png`` for another tag)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as err:
-        raise ImportError(
-            "the plots need matplotlib: pip install 'robust-contrastive[plots]'"
-        ) from err
-    folder.mkdir(parents=True, exist_ok=True)
-    written: list[str] = []
-    suffix = "" if tag == "main" else f"-{tag}"
-
-    def save(fig: Any, name: str) -> None:
-        path = folder / f"{name}{suffix}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path))
-
-    histories = results["training"]
-    panels = [m for m in ("simclr", "rocl", "at") if m in histories]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), squeeze=False)
-    for ax, method in zip(axes[0], panels, strict=True):
-        h = histories[method]["history"]
-        epochs = [e["epoch"] for e in h]
-        if method == "at":
-            ax.plot(epochs, [e["loss"] for e in h], marker="o", label="train cross-entropy (PGD)")
-            ax.set(xlabel="epoch", ylabel="loss", title="Supervised PGD-AT")
-            right = ax.twinx()
-            right.plot(
-                epochs,
-                [100 * e["val_clean_acc"] for e in h],
-                "s-",
-                color="C1",
-                label="select: clean",
-            )
-            right.plot(
-                epochs,
-                [100 * e["val_adv_acc"] for e in h],
-                "^-",
-                color="C2",
-                label="select: PGD-10",
-            )
-            right.set_ylabel("selection-split accuracy (%)")
-            # one legend for both axes, where no curve runs (each axis's own one overlapped)
-            lines = ax.get_lines() + right.get_lines()
-            right.legend(
-                lines, [line.get_label() for line in lines], loc="center right", fontsize=8
-            )
-        else:
-            ax.plot(epochs, [e["loss"] for e in h], marker="o", label="total")
-            if method == "rocl":
-                ax.plot(
-                    epochs, [e["loss_contrastive"] for e in h], marker=".", label="eq. 6, 1st term"
-                )
-            ax.set(
-                xlabel="epoch",
-                ylabel="loss",
-                title="SimCLR" if method == "simclr" else "RoCL (3 views + 1/256 regulariser)",
-            )
-            ax.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    save(fig, "training_curves")
-
-    if "smoothing" in results:
-        curve = results["smoothing"]["accuracy_vs_samples"]
-        fig, ax = plt.subplots(figsize=(5, 3.6))
-        ax.plot([int(k) for k in curve], [100 * v for v in curve.values()], marker="o")
-        ax.set(
-            xscale="log",
-            xlabel="transformation samples",
-            ylabel="clean accuracy (%)",
-            title="RoCL: transformation smoothing (eq. 8)",
-        )
-        ax.set_xticks([int(k) for k in curve], [str(k) for k in curve])
-        fig.tight_layout()
-        save(fig, "smoothing_samples")
-
-    if "embedding" in results:
-        methods = [m for m in ("simclr", "rocl") if m in results["embedding"]]
-        fig, axes = plt.subplots(1, len(methods), figsize=(5 * len(methods), 4.4), squeeze=False)
-        for ax, method in zip(axes[0], methods, strict=True):
-            e = results["embedding"][method]
-            clean = torch.tensor(e["clean"])
-            adv = torch.tensor(e["adversarial"])
-            labels = torch.tensor(e["labels"])
-            ax.scatter(clean[:, 0], clean[:, 1], c=labels, cmap="tab10", s=8, marker="o")
-            ax.scatter(adv[:, 0], adv[:, 1], c=labels, cmap="tab10", s=10, marker="x")
-            for i in range(0, len(clean), 10):  # one pair in ten, joined
-                ax.plot([clean[i, 0], adv[i, 0]], [clean[i, 1], adv[i, 1]], color="0.6", lw=0.5)
-            ax.set_title(
-                f"{'RoCL' if method == 'rocl' else 'SimCLR'}: o clean, x adversary "
-                f"(cos {e['mean_cosine_clean_adv']:.2f})"
-            )
-            ax.set(xlabel="PC 1 of clean features", ylabel="PC 2")
-        fig.tight_layout()
-        save(fig, "embedding")
-    return written
-
-
-# ------------------------------------------------------------------ registration
-def register(out: Path, results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Copy the RoCL and SimCLR encoders and LE probes into the package and register them.
-
-    The entries are bundled and unpublished (``revision=None``): after ``robust-contrastive push
-    FOLDER ORG/NAME``, pin the commit it made with ``entry_from_folder(..., revision=COMMIT)``.
-    """
-    from robust_contrastive import registry
-    from robust_contrastive.model_card import attach_evaluation
-
-    entries = []
-    split = (
-        f"{results['splits']['n_eval']} held-out CIFAR-10 training images (seed "
-        f"{results['budget']['seed']}), never trained or selected on"
-    )
-    for method, title in (("rocl", "RoCL"), ("simclr", "SimCLR")):
-        if method not in results["training"]:
-            continue
-        base = f"{method}-resnet18-w16-cifar10-cpu"
-        targets = {
-            base: out / method,
-            f"{base}-probe": out / method / "probe-le",
-        }
-        for name, source in targets.items():
-            target = PRETRAINED_DIR / name
-            if target.exists():
-                shutil.rmtree(target)
-            if name == base:  # the encoder and its projector: weights, configs, records
-                target.mkdir(parents=True)
-                for item in source.iterdir():
-                    if item.is_file() and item.suffix in (".json", ".jsonl", ".safetensors"):
-                        shutil.copy2(item, target / item.name)
-                shutil.copytree(source / "projector", target / "projector")
-            else:
-                shutil.copytree(source, target)
-            groups = results["evaluations"].get(f"{method}-le", {})
-            for report in groups.values():
-                if report is not None:
-                    attach_evaluation(
-                        target,
-                        report,
-                        dataset="cifar10",
-                        split=split,
-                        description=f"{title} encoder, standard linear evaluation (clean probe)",
-                    )
-            kind = "encoder (with projector/)" if name == base else "linear probe (LE)"
-            entry = registry.entry_from_folder(
-                target,
-                name=name,
-                repo_id=f"robust-contrastive/{name}",
-                revision=None,
-                description=(
-                    f"{title} resnet18 width 16, trained without labels on 8,000 CIFAR-10 "
-                    f"images ({results['budget']['epochs']} epochs, "
-                    f"benchmarks/reproduce_cifar10.py): {kind}"
-                ),
-                bundled=True,
-            )
-            registry.write_registry_entry(entry)
-            entries.append(asdict(entry))
-    return entries
-
-
 # ------------------------------------------------------------------ main
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="CIFAR-10 ImageFolder (cifar10-train)")
     parser.add_argument("--out", default="runs/cifar10-cpu", help="run folder (resumable)")
-    parser.add_argument("--tag", default="main", help="name of this run's results and plots")
+    parser.add_argument("--tag", default="main", help="name of this run's results files")
     parser.add_argument("--quick", action="store_true", help="a tiny smoke-test budget")
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=None)
     parser.add_argument("--attack-loss", default=None, help="RoCL training attack loss (Table 7)")
@@ -660,9 +486,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--no-rle-warm-start, from a fresh head (models *-rle, lr 0.1)",
     )
     parser.add_argument(
-        "--register",
-        action="store_true",
-        help="copy the RoCL / SimCLR encoders and probes into the package and register them",
+        "--results",
+        type=Path,
+        default=None,
+        help="folder of the results files (default: experiments/results; --quick: --out)",
     )
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: torch's)"
@@ -732,23 +559,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
-    budget = QUICK if args.quick else Budget()
-    overrides: dict[str, Any] = {}
-    if args.methods:
-        overrides["methods"] = tuple(args.methods)
-    if args.attack_loss:
-        overrides["attack_loss"] = args.attack_loss
-    if args.attack_source:
-        overrides["attack_source"] = args.attack_source
-    if args.epochs:
-        overrides["epochs"] = args.epochs
-    if args.train_per_class:
-        overrides["train_per_class"] = args.train_per_class
-    if args.pgd_steps:
-        overrides["pgd_steps"] = tuple(args.pgd_steps)
+    fields = ("methods", "attack_loss", "attack_source", "epochs", "train_per_class", "pgd_steps")
+    overrides = {k: getattr(args, k) for k in fields if getattr(args, k)}
     if args.rle_warm_start is not None:
         overrides["rle_warm_start"] = args.rle_warm_start
-    budget = replace(budget, **overrides)
+    for k in ("methods", "pgd_steps"):
+        if k in overrides:
+            overrides[k] = tuple(overrides[k])
+    budget = replace(QUICK if args.quick else Budget(), **overrides)
     if not args.no_autoattack:
         try:
             import torchattacks  # noqa: F401
@@ -761,10 +579,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     budget_file = out / "budget.json"
-    recorded = asdict(budget)
-    recorded["pgd_steps"] = list(budget.pgd_steps)
-    recorded["smooth_samples"] = list(budget.smooth_samples)
-    recorded["methods"] = list(budget.methods)
+    recorded = json.loads(json.dumps(asdict(budget)))  # tuples as lists, as read back
     if budget_file.exists():
         previous = json.loads(budget_file.read_text())
         training_keys = [
@@ -793,10 +608,12 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{split_file} records another split: the data folder changed")
     if not args.lane:
         split_file.write_text(json.dumps(splits.record))
+    # A smoke test (--quick) keeps its results in its run folder.
+    results_dir = args.results or (out if args.quick else RESULTS_DIR)
     if args.tag == "main" and not args.quick and not args.lane:  # for re-evaluations
-        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        results_dir.mkdir(parents=True, exist_ok=True)
         kept = {k: splits.record[k] for k in ("seed", "val", "select", "encoder_train")}
-        (RESULTS_DIR / "cifar10_cpu_split.json").write_text(json.dumps(kept) + "\n")
+        (results_dir / "cifar10_cpu_split.json").write_text(json.dumps(kept) + "\n")
     logger.info(
         "splits: %d train, %d pool (probes), %d select, %d eval",
         len(splits.train),
@@ -811,11 +628,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "budget": recorded,
         "splits": {
-            "n_train": len(splits.train),
-            "n_pool": len(splits.pool),
-            "n_select": len(splits.select),
-            "n_eval": len(splits.eval),
-            "n_rle": len(splits.rle),
+            f"n_{k}": len(getattr(splits, k)) for k in ("train", "pool", "select", "eval", "rle")
         },
         "machine": {
             "platform": platform.platform(),
@@ -843,23 +656,19 @@ def main(argv: list[str] | None = None) -> int:
     for method in (m for m in ("rocl", "simclr", "at") if m in budget.methods):
         # 1. training
         if method == "at":
-            results["training"]["at"] = stages.run(
-                "train-at", lambda: train_at(out, budget, splits)
-            )
+            results["training"]["at"] = stages.run("train-at", train_at, out, budget, splits)
             models = ["at"]
         else:
             config = budget.train_config(adversarial=method == "rocl")
             results["training"][method] = stages.run(
-                f"train-{method}",
-                lambda m=method, c=config: train_encoder(out, m, c, splits.train),
+                f"train-{method}", train_encoder, out, method, config, splits.train
             )
             # 2. probes
             kinds = ("le", "rlew" if budget.rle_warm_start else "rle")
             models = [f"{method}-{kind}" for kind in kinds]
             for kind in kinds:
                 results["probes"][f"{method}-{kind}"] = stages.run(
-                    f"probe-{method}-{kind}",
-                    lambda m=method, k=kind: fit_probe(out, m, k, budget, splits),
+                    f"probe-{method}-{kind}", fit_probe, out, method, kind, budget, splits
                 )
         # 3. evaluations: the headline on each model first, then the costlier ones
         for group, threats, n in groups:
@@ -867,39 +676,30 @@ def main(argv: list[str] | None = None) -> int:
                 if group == "autoattack" and model.startswith("simclr-rle"):
                     continue  # budget: AutoAttack on the LE probes, RoCL's r-LE and AT
                 results["evaluations"].setdefault(model, {})[group] = stages.run(
-                    f"eval-{model}-{group}",
-                    lambda m=model, t=threats, k=n: evaluate(out, m, splits.eval, t, k, budget),
+                    f"eval-{model}-{group}", evaluate, out, model, splits.eval, threats, n, budget
                 )
-        for steps in budget.pgd_steps:  # Table 6, on the LE probes
-            if f"{method}-le" not in models:
-                continue
+        le = f"{method}-le"
+        for steps in budget.pgd_steps if le in models else ():  # Table 6, on the LE probes
             threat = Threat(f"linf-8/255-pgd{steps}", "linf", 8 / 255, 2 / 255, steps=steps)
+            work = (out, le, splits.eval, [threat], budget.lp_images, budget)
             # "steps{N}", not "pgd{N}": the headline group is already called "pgd20"
-            results["evaluations"][f"{method}-le"][f"steps{steps}"] = stages.run(
-                f"eval-{method}-le-steps{steps}",
-                lambda m=f"{method}-le", t=threat: evaluate(
-                    out, m, splits.eval, [t], budget.lp_images, budget
-                ),
+            results["evaluations"][le][f"steps{steps}"] = stages.run(
+                f"eval-{le}-steps{steps}", evaluate, *work
             )
         # 4. smoothing and embeddings
         if method == "rocl":
-            results["smoothing"] = stages.run("smoothing", lambda: smoothing(out, budget, splits))
+            results["smoothing"] = stages.run("smoothing", smoothing, out, budget, splits)
         if method != "at":
             results["embedding"][method] = stages.run(
-                f"embedding-{method}", lambda m=method: embedding(out, m, budget, splits)
+                f"embedding-{method}", embedding, out, method, budget, splits
             )
     if args.lane:  # the parent gathers the results
         return 0
     results["stage_seconds"] = stages.seconds
     results["total_stage_seconds"] = sum(stages.seconds.values())
     results["wall_seconds_this_invocation"] = time.perf_counter() - start
-    # 5. results, plots, registry
+    # 5. the results file and its summary
     table = markdown_table(results["evaluations"])
-    # A smoke test (--quick) keeps its figures in its run folder, not on the docs page.
-    results["plots"] = plots(out / "plots" if args.quick else PLOTS_DIR, results, args.tag)
-    if args.register and args.tag == "main" and not args.quick:
-        results["registered"] = register(out, results)
-    results_dir = out if args.quick else RESULTS_DIR  # a smoke test stays in its run folder
     results_dir.mkdir(parents=True, exist_ok=True)
     stem = "cifar10_cpu" if args.tag == "main" else f"cifar10_cpu_{args.tag}"
     if args.quick:

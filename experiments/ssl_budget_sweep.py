@@ -9,10 +9,10 @@ probe (L-BFGS logistic regression on frozen clean features of the 47,000-image p
 
 Run (after ``reproduce_cifar10.py`` wrote ``runs/cifar10-cpu/split.json``)::
 
-    python benchmarks/ssl_budget_sweep.py --data ../shared/data/cifar10-train \\
+    python experiments/ssl_budget_sweep.py --data ../shared/data/cifar10-train \\
         --variants b128-lr0.5 b256-lr1.0 b256-lr0.5-e24
 
-Writes ``benchmarks/results/ssl_budget_sweep.json`` and prints a table.
+Updates ``experiments/results/ssl_budget_sweep.json`` (``--results``) and prints a table.
 """
 
 from __future__ import annotations
@@ -26,46 +26,25 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from robust_contrastive import RoCLEncoder, RoCLTrainer, TrainConfig, load_dataset
+from robust_contrastive import ImageDataset, RoCLEncoder, RoCLTrainer, TrainConfig, load_dataset
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results" / "ssl_budget_sweep.json"
+from common import clean_probe, logistic_regression
+
+RESULTS = Path(__file__).resolve().parent / "results" / "ssl_budget_sweep.json"
 _VARIANT = re.compile(r"^b(\d+)-lr([0-9.]+)(?:-e(\d+))?$")
 
 
-def features(encoder: RoCLEncoder, images: torch.Tensor) -> torch.Tensor:
-    """(N, 3, 32, 32) uint8 -> (N, F) clean features, in batches of 1,000."""
-    with torch.no_grad():
-        return torch.cat(
-            [encoder(images[i : i + 1000].float() / 255) for i in range(0, len(images), 1000)]
-        )
-
-
 def linear_accuracy(
-    train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor]
+    encoder: RoCLEncoder, train: ImageDataset, val: ImageDataset
 ) -> tuple[float, float]:
-    """Multinomial logistic regression (L-BFGS, l2 1e-4) on standardised features."""
-    (x, y), (xv, yv) = train, val
-    mean, std = x.mean(0), x.std(0) + 1e-6
-    x, xv = (x - mean) / std, (xv - mean) / std
-    weight = torch.zeros(x.shape[1], 10, requires_grad=True)
-    bias = torch.zeros(10, requires_grad=True)
-    optimizer = torch.optim.LBFGS(
-        [weight, bias], max_iter=500, history_size=20, line_search_fn="strong_wolfe"
-    )
-
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad()
-        loss = F.cross_entropy(x @ weight + bias, y) + 1e-4 * weight.square().sum()
-        loss.backward()  # L-BFGS needs .grad on its parameters
-        return loss
-
-    optimizer.step(closure)
+    """Train and validation accuracy of logistic regression (l2 1e-4) on clean features."""
+    probe = clean_probe(encoder)
+    x, xv = probe.encode(train.images, batch_size=1000), probe.encode(val.images, batch_size=1000)
+    weight, bias = logistic_regression(x, train.labels, 1e-4)
     with torch.no_grad():
-        train_acc = ((x @ weight + bias).argmax(1) == y).float().mean().item()
-        val_acc = ((xv @ weight + bias).argmax(1) == yv).float().mean().item()
+        train_acc = ((x @ weight.T + bias).argmax(1) == train.labels).float().mean().item()
+        val_acc = ((xv @ weight.T + bias).argmax(1) == val.labels).float().mean().item()
     return train_acc, val_acc
 
 
@@ -74,6 +53,7 @@ def main() -> int:
     parser.add_argument("--data", required=True)
     parser.add_argument("--split", default="runs/cifar10-cpu/split.json")
     parser.add_argument("--out", default="runs/ssl-sweep")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="JSON results (updated)")
     parser.add_argument("--variants", nargs="+", default=["b128-lr0.5"])
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument(
@@ -87,14 +67,12 @@ def main() -> int:
     split = json.loads(Path(args.split).read_text())
     encoder_train = dataset.subset(split["encoder_train"])
     pool, select = dataset.subset(split["train"]), dataset.subset(split["select"])
-    results: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    path = args.results
+    results: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
     if args.reference and Path(args.reference).is_dir() and "reference" not in results:
         encoder = RoCLEncoder.from_pretrained(args.reference)
         history = [json.loads(line) for line in (Path(args.reference) / "metrics.jsonl").open()]
-        train_acc, val_acc = linear_accuracy(
-            (features(encoder, pool.images), pool.labels),
-            (features(encoder, select.images), select.labels),
-        )
+        train_acc, val_acc = linear_accuracy(encoder, pool, select)
         results["reference"] = {
             "batch_size": 256,
             "lr": 0.5,
@@ -105,8 +83,8 @@ def main() -> int:
             "probe_train_accuracy": train_acc,
             "select_accuracy": val_acc,
         }
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(results, indent=1) + "\n")
     for variant in args.variants:
         match = _VARIANT.match(variant)
         if match is None:
@@ -128,11 +106,7 @@ def main() -> int:
         start = time.perf_counter()
         result = RoCLTrainer(config, Path(args.out) / variant).fit(encoder_train, resume=True)
         seconds = time.perf_counter() - start
-        encoder = result.encoder.eval()
-        train_acc, val_acc = linear_accuracy(
-            (features(encoder, pool.images), pool.labels),
-            (features(encoder, select.images), select.labels),
-        )
+        train_acc, val_acc = linear_accuracy(result.encoder, pool, select)
         results[variant] = {
             "batch_size": batch,
             "lr": lr,
@@ -143,7 +117,7 @@ def main() -> int:
             "probe_train_accuracy": train_acc,
             "select_accuracy": val_acc,
         }
-        RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+        path.write_text(json.dumps(results, indent=1) + "\n")
         logging.info("%s: %s", variant, results[variant])
     print("| variant | steps | final loss | probe train acc. (%) | selection acc. (%) | s |")
     print("| --- | --- | --- | --- | --- | --- |")

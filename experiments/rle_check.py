@@ -16,13 +16,12 @@ touched, so this check can steer the reproduction's r-LE settings without select
 
 Run (about 15 minutes on one core)::
 
-    python benchmarks/rle_check.py --data ../shared/data/cifar10-train --run runs/cifar10-cpu \\
+    python experiments/rle_check.py --data ../shared/data/cifar10-train --run runs/cifar10-cpu \\
         --encoder runs/cifar10-cpu/rocl/checkpoints/last.pt
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import time
@@ -30,17 +29,21 @@ from pathlib import Path
 
 import torch
 
-from robust_contrastive import (
-    RobustLinearProbe,
-    RoCLEncoder,
-    evaluate_robustness,
-    load_dataset,
-)
+from robust_contrastive import RobustLinearProbe, RoCLEncoder, evaluate_robustness
 from robust_contrastive.data import first_per_class
 from robust_contrastive.training.checkpoint import load_checkpoint
 
+from common import (
+    HEADLINE,
+    check_images,
+    check_parser,
+    clean_probe,
+    load_run,
+    robust_probe,
+    set_up,
+)
+
 logger = logging.getLogger("rle_check")
-HEADLINE = "linf-8/255"  # PGD-20, step 2/255
 
 
 def load_encoder(path: Path) -> tuple[RoCLEncoder, str]:
@@ -55,10 +58,7 @@ def load_encoder(path: Path) -> tuple[RoCLEncoder, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", required=True, help="CIFAR-10 ImageFolder (cifar10-train)")
-    parser.add_argument("--run", required=True, type=Path, help="the run folder (split.json)")
-    parser.add_argument("--encoder", required=True, type=Path, help="encoder folder or last.pt")
+    parser = check_parser(__doc__, "encoder folder or last.pt")
     parser.add_argument("--rle-per-class", type=int, default=200, help="r-LE training images")
     parser.add_argument("--epochs", type=int, default=3, help="r-LE epochs")
     parser.add_argument(
@@ -73,21 +73,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--pool-per-class", type=int, default=None, help="LE images per class (default: all)"
     )
-    parser.add_argument("--threads", type=int, default=None, help="torch threads")
-    parser.add_argument("--out", type=Path, default=None, help="JSON results file")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_up(args)
 
-    split = json.loads((args.run / "split.json").read_text())
-    dataset = load_dataset(args.data)
+    dataset, split = load_run(args.data, args.run)
     pool = torch.tensor(split["train"])
     if args.pool_per_class:
         pool = pool[first_per_class(dataset.labels[pool], args.pool_per_class)]
-    trained = set(split["encoder_train"])
-    unseen = torch.tensor([i for i in split["train"] if i not in trained])  # never trained on
-    check = unseen[first_per_class(dataset.labels[unseen], args.check_per_class)]
+    check = check_images(dataset, split, args.check_per_class)
     rle_train = torch.tensor(split["rle_train"])
     rle_train = rle_train[first_per_class(dataset.labels[rle_train], args.rle_per_class)]
     select = dataset.subset(torch.tensor(split["select"]))
@@ -97,28 +90,19 @@ def main(argv: list[str] | None = None) -> int:
 
     results: dict[str, object] = {"encoder": source, "n_check": len(check_set)}
     start = time.perf_counter()
-    le = RobustLinearProbe(encoder, 10, augment=False, epochs=50, batch_size=256)
+    le = clean_probe(encoder)
     le.fit(dataset.subset(pool), val=select, seed=0)
     probes: list[tuple[str, RobustLinearProbe]] = [("LE", le)]
     for lr in args.lr:
-        rle = RobustLinearProbe(
-            encoder,
-            10,
-            adversarial=True,
-            epochs=args.epochs,
-            batch_size=128,
-            lr=lr,
-            schedule="cosine",
-            augment=not args.no_augment,
-        )
+        rle = robust_probe(encoder, args.epochs, lr, augment=not args.no_augment)
         rle.head.load_state_dict(le.head.state_dict())
-        history = rle.fit(
+        fitted = rle.fit(
             dataset.subset(rle_train), val=select, seed=0, warm_start=True, select="robust"
         )
         name = f"r-LE from the LE head, lr {lr}"
-        results[f"{name}: history"] = history
-        results[f"{name}: best_epoch"] = rle.best_epoch
-        probes.append((f"{name} (kept epoch {rle.best_epoch})", rle))
+        results[f"{name}: history"] = fitted.history
+        results[f"{name}: best_epoch"] = fitted.best_epoch
+        probes.append((f"{name} (kept epoch {fitted.best_epoch})", rle))
     rows = []
     for name, probe in probes:
         report = evaluate_robustness(probe, check_set, [HEADLINE], seed=0, sanity_checks=False)

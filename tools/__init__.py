@@ -1,0 +1,1 @@
+"""Maintenance scripts of the repository (a package, so that the tests import them normally)."""
