@@ -452,7 +452,7 @@ def test_each_command_runs_the_function_it_is_named_after() -> None:
     subparsers = next(
         a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)
     )
-    commands = "train quickstart probe evaluate card push list-pretrained convert"
+    commands = "train quickstart probe evaluate card push list-pretrained convert protocol"
     assert list(subparsers.choices) == commands.split()
     for name, parser in subparsers.choices.items():
         assert parser.get_default("func").__name__ == "_cmd_" + name.replace("-", "_")
@@ -608,3 +608,47 @@ def test_details_go_to_the_log_file_and_warnings_to_the_console(
     # Afterwards the library logs through the root logger again, as before.
     assert logging.getLogger("robust_contrastive").propagate
     assert not logging.getLogger("robust_contrastive").handlers
+
+
+def test_protocol_writes_one_table_of_slf_alf_aff(
+    tmp_path: Path, image_folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    torch.manual_seed(0)
+    RoCLEncoder("resnet18", width=4).save_pretrained(tmp_path / "encoder")
+    test_folder = tmp_path / "test-images"  # other random images, 3 per class
+    g = torch.Generator().manual_seed(1)
+    for name in ("cat", "dog"):
+        (test_folder / name).mkdir(parents=True)
+        for i in range(3):
+            image = torch.randint(0, 256, (3, 16, 16), dtype=torch.uint8, generator=g)
+            write_png(image, str(test_folder / name / f"{i}.png"))
+    out = tmp_path / "protocol"
+    tiny = ["--epochs", "1", "--linear-batch-size", "4", "--aff-batch-size", "4"]
+    tiny += ["--train-attack-steps", "1", "--test-attack-steps", "1", "--no-autoattack"]
+    tiny += ["--no-sanity-checks", "--device", "cpu", "--no-progress"]
+    argv = ["protocol", "--model", str(tmp_path / "encoder"), "--data", str(image_folder)]
+    argv += ["--test-data", str(test_folder), "--out", str(out), *tiny]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "| mode | clean (%) | PGD-1 (%) | AutoAttack (%) |" in printed
+    saved = json.loads((out / "protocol.json").read_text())
+    assert [row["mode"] for row in saved["rows"]] == ["slf", "alf", "aff"]
+    # 6 images per class: 1 per class picks the epoch (--val-fraction 0.1), 5 train
+    assert [(r["n_train"], r["n_val"], r["n_test"]) for r in saved["rows"]] == [(10, 2, 6)] * 3
+    assert saved["config"]["epochs"] == 1
+    assert (out / "protocol.md").read_text().startswith(str(tmp_path / "encoder"))
+    # --data without a held-out set of its own needs --test-data
+    with pytest.raises(SystemExit):
+        main(
+            [
+                "protocol",
+                "--model",
+                str(tmp_path / "encoder"),
+                "--data",
+                str(image_folder),
+                "--out",
+                str(out),
+                *tiny,
+            ]
+        )
+    assert "pass --test-data" in capsys.readouterr().err

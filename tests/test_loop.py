@@ -149,3 +149,11 @@ def test_a_non_finite_loss_names_the_step_and_the_intact_checkpoint(tmp_path: Pa
 def test_no_batch_is_an_error() -> None:
     with pytest.raises(ValueError, match="no batch of at least 2"):
         _loop(_Regression(), batch_size=4).run((torch.zeros(1, 4), torch.zeros(1)))
+
+
+def test_metrics_must_start_with_the_total_loss(tmp_path: Path) -> None:
+    objective = _Regression()
+    objective.metrics = ("mse", "loss")
+    with pytest.raises(ValueError, match="must start with 'loss'"):
+        _loop(objective, tmp_path).run(_data())
+    assert not (tmp_path / "toy_config.json").exists()  # refused before writing anything

@@ -1,10 +1,12 @@
-"""SimCLR's augmentation for CIFAR, applied to a whole batch on its own device.
+"""Batched augmentations, on the images' own device: SimCLR's for CIFAR, and the random crop +
+flip of adversarial training.
 
 RoCL's views t(x), t'(x) come from (in the original's order) ``ColorJitter(0.4, 0.4, 0.4, 0.1)``
 with p=0.8, ``RandomGrayscale(p=0.2)``, ``RandomHorizontalFlip()`` and ``RandomResizedCrop(32)``.
 Every image's parameters come from one set of batched draws and are applied with tensor
 operations (crop, resize and flip are one ``grid_sample``): no loop over images, no host
-synchronisation, no PIL.
+synchronisation, no PIL. [`random_crop_flip`][robust_contrastive.augment.random_crop_flip] is the
+standard augmentation of adversarial training (AT, TRADES, DeACL).
 """
 
 from __future__ import annotations
@@ -282,3 +284,39 @@ class SimCLRAugmentation:
         grid = F.affine_grid(theta, [batch, channels, out_h, out_w], align_corners=False)
         out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
         return out.clamp(0.0, 1.0)
+
+
+def random_crop_flip(
+    images: torch.Tensor, padding: int = 4, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """The standard adversarial-training augmentation, batched on the images' device.
+
+    Equivalent to torchvision's ``RandomCrop(size, padding=padding)`` (zero padding) followed by
+    ``RandomHorizontalFlip()``, with each image's own offsets and flip drawn in one batched call.
+
+    Args:
+        images: (B, 3, H, W) uint8 in [0, 255] or float in [0, 1].
+        padding: zero padding on every side before the H x W crop (4 for CIFAR).
+        generator: optional generator on the images' device, for reproducible draws.
+
+    Returns:
+        (B, 3, H, W) float in [0, 1], on the images' device.
+    """
+    if images.dim() != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must be (B, 3, H, W), got shape {tuple(images.shape)}.")
+    if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
+        raise ValueError(f"padding must be a non-negative integer, got {padding!r}.")
+    x = images.float() / 255.0 if images.dtype == torch.uint8 else images
+    batch, channels, height, width = x.shape
+    device = x.device
+    padded = F.pad(x, (padding, padding, padding, padding))  # (B, C, H + 2p, W + 2p)
+    top = torch.randint(0, 2 * padding + 1, (batch,), generator=generator, device=device)
+    left = torch.randint(0, 2 * padding + 1, (batch,), generator=generator, device=device)
+    flip = torch.rand(batch, generator=generator, device=device) < 0.5  # (B,)
+    rows = top[:, None] + torch.arange(height, device=device)  # (B, H)
+    cols = left[:, None] + torch.arange(width, device=device)  # (B, W)
+    cols = torch.where(flip[:, None], cols.flip(1), cols)  # reversed columns = crop, then flip
+    b = torch.arange(batch, device=device).view(batch, 1, 1, 1)  # (B,) -> (B, 1, 1, 1)
+    c = torch.arange(channels, device=device).view(1, channels, 1, 1)  # (C,) -> (1, C, 1, 1)
+    # (B, H) -> (B, 1, H, 1) and (B, W) -> (B, 1, 1, W): broadcast gather to (B, C, H, W)
+    return padded[b, c, rows.view(batch, 1, height, 1), cols.view(batch, 1, 1, width)]

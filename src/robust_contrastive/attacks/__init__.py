@@ -1,8 +1,10 @@
 """Attacks on one base, [`Attack`][robust_contrastive.attacks.base.Attack]: RoCL's label-free
-instance-wise attack, TRADES' attack, PGD and EOT-PGD; AutoAttack wraps torchattacks."""
+instance-wise attack, DeACL's feature-distance attack, TRADES' attack, PGD and EOT-PGD;
+AutoAttack wraps torchattacks."""
 
 from .auto import autoattack
 from .base import Attack
+from .distillation import FeatureDistanceAttack
 from .instance import ATTACK_LOSSES, InstanceWiseAttack
 from .pgd import EOTPGD, PGD
 from .trades import TradesAttack
@@ -12,6 +14,7 @@ __all__ = [
     "EOTPGD",
     "PGD",
     "Attack",
+    "FeatureDistanceAttack",
     "InstanceWiseAttack",
     "TradesAttack",
     "autoattack",

@@ -8,6 +8,13 @@ from .checks import (
 )
 from .finetuning import FinetuneConfig, FinetuneResult, RobustClassifier, TradesAttack, finetune
 from .probe import ProbeConfig, RobustLinearProbe, accuracy
+from .protocol import (
+    ProtocolConfig,
+    ProtocolResult,
+    ProtocolRow,
+    evaluate_protocol,
+    shared_images,
+)
 from .smoothing import TransformationSmoothedClassifier, accuracy_vs_samples
 from .suite import (
     DEFAULT_THREATS,
@@ -28,6 +35,9 @@ __all__ = [
     "FinetuneResult",
     "ProbeConfig",
     "ProbeNotLearningWarning",
+    "ProtocolConfig",
+    "ProtocolResult",
+    "ProtocolRow",
     "RobustClassifier",
     "RobustLinearProbe",
     "RobustnessReport",
@@ -39,10 +49,12 @@ __all__ = [
     "accuracy",
     "accuracy_vs_samples",
     "class_counts",
+    "evaluate_protocol",
     "evaluate_robustness",
     "evaluation_set_warnings",
     "finetune",
     "sanity_warnings",
+    "shared_images",
     "transfer_accuracy",
     "zero_gradient_fraction",
 ]

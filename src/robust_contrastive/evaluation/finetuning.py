@@ -23,7 +23,7 @@ from torch import nn
 
 from .._names import NORMS
 from ..attacks import PGD, InstanceWiseAttack, TradesAttack
-from ..augment import SimCLRAugmentation
+from ..augment import SimCLRAugmentation, random_crop_flip
 from ..data import ImageDataset
 from ..layout import (
     FINETUNE_CONFIG_NAME,
@@ -64,43 +64,6 @@ STEP_MILESTONES = (0.5, 0.75)  # "step" schedule: lr x 0.1 after 50 % and 75 % o
 RESUMABLE_CHANGES: tuple[str, ...] = ("device", "progress", "checkpoint_every")
 
 
-# ------------------------------------------------------------------------- augmentation
-def random_crop_flip(
-    images: torch.Tensor, padding: int = 4, generator: torch.Generator | None = None
-) -> torch.Tensor:
-    """The standard adversarial-training augmentation, batched on the images' device.
-
-    Equivalent to torchvision's ``RandomCrop(size, padding=padding)`` (zero padding) followed by
-    ``RandomHorizontalFlip()``, with each image's own offsets and flip drawn in one batched call.
-
-    Args:
-        images: (B, 3, H, W) uint8 in [0, 255] or float in [0, 1].
-        padding: zero padding on every side before the H x W crop (4 for CIFAR).
-        generator: optional generator on the images' device, for reproducible draws.
-
-    Returns:
-        (B, 3, H, W) float in [0, 1], on the images' device.
-    """
-    if images.dim() != 4 or images.shape[1] != 3:
-        raise ValueError(f"images must be (B, 3, H, W), got shape {tuple(images.shape)}.")
-    if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
-        raise ValueError(f"padding must be a non-negative integer, got {padding!r}.")
-    x = images.float() / 255.0 if images.dtype == torch.uint8 else images
-    batch, channels, height, width = x.shape
-    device = x.device
-    padded = F.pad(x, (padding, padding, padding, padding))  # (B, C, H + 2p, W + 2p)
-    top = torch.randint(0, 2 * padding + 1, (batch,), generator=generator, device=device)
-    left = torch.randint(0, 2 * padding + 1, (batch,), generator=generator, device=device)
-    flip = torch.rand(batch, generator=generator, device=device) < 0.5  # (B,)
-    rows = top[:, None] + torch.arange(height, device=device)  # (B, H)
-    cols = left[:, None] + torch.arange(width, device=device)  # (B, W)
-    cols = torch.where(flip[:, None], cols.flip(1), cols)  # reversed columns = crop, then flip
-    b = torch.arange(batch, device=device).view(batch, 1, 1, 1)  # (B,) -> (B, 1, 1, 1)
-    c = torch.arange(channels, device=device).view(1, channels, 1, 1)  # (C,) -> (1, C, 1, 1)
-    # (B, H) -> (B, 1, H, 1) and (B, W) -> (B, 1, 1, W): broadcast gather to (B, C, H, W)
-    return padded[b, c, rows.view(batch, 1, height, 1), cols.view(batch, 1, 1, width)]
-
-
 # ------------------------------------------------------------------------------- config
 @dataclass
 class FinetuneConfig(FlatConfig):
@@ -133,6 +96,8 @@ class FinetuneConfig(FlatConfig):
     batch_size: int = 128  # the standard AT batch
     lr: float = 0.1  # SGD learning rate of standard AT
     lr_schedule: str = "step"  # "step": x0.1 at 50 % and 75 % of epochs; "cosine"; "constant"
+    milestones: tuple[int, ...] | None = None  # "step" only: x0.1 from these 0-based epochs
+    # instead of 50 % and 75 % (e.g. 15, 20: the RobustSSL benchmark's); None = the fractions
     momentum: float = 0.9  # SGD momentum of standard AT
     weight_decay: float = 5e-4  # SGD weight decay of standard AT (all parameters)
     # data
@@ -161,6 +126,23 @@ class FinetuneConfig(FlatConfig):
                 ("augment", AUGMENTATIONS),
             ),
         )
+        if self.milestones is not None:
+            values = self.milestones
+            if (
+                not isinstance(values, (tuple, list))
+                or not values
+                or any(isinstance(m, bool) or not isinstance(m, int) or m < 0 for m in values)
+                or list(values) != sorted(set(values))
+            ):
+                raise ValueError(
+                    f"milestones must be increasing non-negative integer epochs, e.g. (15, 20), "
+                    f"got {values!r}."
+                )
+            if self.lr_schedule != "step":
+                raise ValueError(
+                    f"milestones apply to lr_schedule='step' only, got {self.lr_schedule!r}."
+                )
+            self.milestones = tuple(values)  # a JSON list read back compares equal
         if self.batch_size < 2:
             raise ValueError(
                 f"batch_size must be >= 2 (BatchNorm statistics, contrastive negatives), got "
@@ -175,7 +157,8 @@ def finetune_lr(epoch: float, config: FinetuneConfig) -> float:
     """Learning rate at a (fractional) epoch.
 
     ``"step"``: ``lr``, times 0.1 from 50 % and again from 75 % of the epochs (the usual
-    adversarial-training staircase, applied at epoch boundaries); ``"cosine"``: cosine decay from
+    adversarial-training staircase, applied at epoch boundaries), or from each of
+    ``config.milestones`` (0-based epochs) when given; ``"cosine"``: cosine decay from
     ``lr`` to 0, evaluated every step; ``"constant"``: ``lr``.
     """
     if config.lr_schedule == "constant":
@@ -184,6 +167,8 @@ def finetune_lr(epoch: float, config: FinetuneConfig) -> float:
         progress = min(max(epoch / config.epochs, 0.0), 1.0)
         return config.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
     whole = math.floor(epoch)
+    if config.milestones is not None:
+        return config.lr * 0.1 ** sum(whole >= m for m in config.milestones)
     drops = sum(whole >= m * config.epochs for m in STEP_MILESTONES)
     return config.lr * 0.1**drops
 

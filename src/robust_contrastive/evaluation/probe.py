@@ -83,7 +83,34 @@ class ProbeConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     schedule: str = "step"  # "step" (the original's 10x decays) or "cosine" (to 0 at the end)
+    milestones: tuple[int, ...] | None = None  # "step" only: lr / 10 from each of these 0-based
+    # epochs, instead of the original's fractions of the run (None: 30, 50, 100 of 150)
     augment: bool = True  # train on SimCLR-augmented images (clean probe and r-LE)
+
+
+def _check_milestones(
+    milestones: tuple[int, ...] | list[int] | None, schedule: str
+) -> tuple[int, ...] | None:
+    """``milestones`` as a tuple of increasing non-negative epochs (None stays None)."""
+    if milestones is None:
+        return None
+    if schedule != "step":
+        raise ValueError(
+            f"milestones apply to schedule='step' only, got schedule={schedule!r}: drop them or "
+            "use the step schedule."
+        )
+    values = tuple(milestones) if isinstance(milestones, (tuple, list)) else None
+    if (
+        values is None
+        or not values
+        or any(isinstance(m, bool) or not isinstance(m, int) or m < 0 for m in values)
+        or list(values) != sorted(set(values))
+    ):
+        raise ValueError(
+            f"milestones must be increasing non-negative integer epochs, e.g. (15, 20), got "
+            f"{milestones!r}."
+        )
+    return values
 
 
 def _as_images_and_labels(
@@ -262,15 +289,15 @@ class RobustLinearProbe(Classifier):
 
     Training ([`fit`][robust_contrastive.evaluation.probe.RobustLinearProbe.fit]): SGD
     (momentum, weight decay) on the head only; ``schedule="step"`` (the original's) divides the
-    lr by 10 after 20 %, 33 % and 67 % of the epochs (30, 50 and 100 of 150), ``"cosine"`` decays
-    it towards 0, both set once per epoch; batches of ``min(batch_size, N)`` images, reshuffled
-    every epoch. ``augment=True`` applies ``SimCLRAugmentation(size=None)`` (RoCL's, at the input
-    size) or the ``augmentation`` given; ``adversarial=True`` (r-LE) replaces each batch by
-    l-inf PGD examples against the current probe, ``PGD(self, eps, alpha, attack_steps)``, or
-    ``attack(images, labels)``. Without either, the features are computed once and the head
-    trains on them (the same result up to rounding). With ``val``, the epoch with the best
-    validation accuracy (clean, or under the r-LE attack with ``select="robust"``; the earliest
-    among ties) is kept.
+    lr by 10 after 20 %, 33 % and 67 % of the epochs (30, 50 and 100 of 150; or from each of
+    ``milestones`` when given), ``"cosine"`` decays it towards 0, both set once per epoch;
+    batches of ``min(batch_size, N)`` images, reshuffled every epoch. ``augment=True`` applies
+    ``SimCLRAugmentation(size=None)`` (RoCL's, at the input size) or the ``augmentation`` given;
+    ``adversarial=True`` (r-LE) replaces each batch by l-inf PGD examples against the current
+    probe, ``PGD(self, eps, alpha, attack_steps)``, or ``attack(images, labels)``. Without
+    either, the features are computed once and the head trains on them (the same result up to
+    rounding). With ``val``, the epoch with the best validation accuracy (clean, or under the
+    r-LE attack with ``select="robust"``; the earliest among ties) is kept.
 
     Args:
         encoder: the pretrained encoder f_theta (frozen in place).
@@ -285,6 +312,9 @@ class RobustLinearProbe(Classifier):
         momentum: SGD momentum (0.9).
         weight_decay: SGD weight decay (5e-4).
         schedule: ``"step"`` or ``"cosine"`` (see above).
+        milestones: with ``schedule="step"``, the epochs (0-based, increasing) from which the lr
+            is divided by 10 once more, e.g. ``(15, 20)`` (the RobustSSL benchmark's); default
+            ``None``: 20 %, 33 % and 67 % of the epochs, as the original.
         augment: augment training images (see above).
         attack: optional replacement of the r-LE attack, called ``attack(images, labels)`` with
             images (B, 3, H, W) float in [0, 1] and labels (B,) int64 on the probe's device, and
@@ -316,6 +346,7 @@ class RobustLinearProbe(Classifier):
         momentum: float = 0.9,
         weight_decay: float = 5e-4,
         schedule: str = "step",
+        milestones: tuple[int, ...] | None = None,
         augment: bool = True,
         attack: Attack | None = None,
         augmentation: Augmentation | None = None,
@@ -330,6 +361,7 @@ class RobustLinearProbe(Classifier):
         check_number("weight_decay", weight_decay, positive=False, example="5e-4")
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {list(SCHEDULES)}, got {schedule!r}.")
+        milestones = _check_milestones(milestones, schedule)
         if attack is not None and not callable(attack):
             raise TypeError("attack must be callable as attack(images, labels) -> images.")
         if augmentation is not None and not callable(augmentation):
@@ -350,6 +382,7 @@ class RobustLinearProbe(Classifier):
             momentum=float(momentum),
             weight_decay=float(weight_decay),
             schedule=schedule,
+            milestones=milestones,
             augment=bool(augment),
         )
         encoder.requires_grad_(False)
@@ -378,7 +411,9 @@ class RobustLinearProbe(Classifier):
         cfg = self.config
         if cfg.schedule == "cosine":
             return 0.5 * cfg.lr * (1.0 + math.cos(math.pi * epoch / cfg.epochs))
-        milestones = [round(fraction * cfg.epochs) for fraction in STEP_MILESTONES]
+        milestones = cfg.milestones
+        if milestones is None:
+            milestones = tuple(round(fraction * cfg.epochs) for fraction in STEP_MILESTONES)
         return cfg.lr * STEP_GAMMA ** sum(epoch >= m for m in milestones)
 
     @torch.no_grad()

@@ -1,5 +1,5 @@
 """Training: the one training loop and its objectives, configuration, optimiser and schedule,
-checkpoints, and the RoCL trainer.
+checkpoints, the RoCL trainer and DeACL.
 
 The names are imported on first use (PEP 562), so that ``robust_contrastive.training.config``
 (the settings, torch-free) loads without torch.
@@ -14,6 +14,7 @@ from .._lazy import lazy_attributes
 if TYPE_CHECKING:
     from .checkpoint import load_checkpoint, save_checkpoint
     from .config import TrainConfig
+    from .deacl import DeACLConfig, DeACLObjective, DeACLResult, train_deacl
     from .loop import FitResult, NonFiniteLossError, Objective, TrainingLoop
     from .optim import LARS, warmup_cosine_lr
     from .trainer import RoCLTrainer, TrainResult
@@ -24,6 +25,7 @@ _LAZY: dict[str, str] = {
     for module, names in {
         "checkpoint": ("load_checkpoint", "save_checkpoint"),
         "config": ("TrainConfig",),
+        "deacl": ("DeACLConfig", "DeACLObjective", "DeACLResult", "train_deacl"),
         "loop": ("FitResult", "NonFiniteLossError", "Objective", "TrainingLoop"),
         "optim": ("LARS", "warmup_cosine_lr"),
         "trainer": ("RoCLTrainer", "TrainResult"),
@@ -33,6 +35,9 @@ _LAZY: dict[str, str] = {
 
 __all__ = [
     "LARS",
+    "DeACLConfig",
+    "DeACLObjective",
+    "DeACLResult",
     "FitResult",
     "NonFiniteLossError",
     "Objective",
@@ -42,6 +47,7 @@ __all__ = [
     "TrainingLoop",
     "load_checkpoint",
     "save_checkpoint",
+    "train_deacl",
     "warmup_cosine_lr",
 ]
 

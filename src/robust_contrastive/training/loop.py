@@ -203,6 +203,13 @@ class TrainingLoop:
             NonFiniteLossError: a loss became NaN or infinite (nothing is saved after it).
             ValueError: no batch to train on, or a checkpoint of another configuration.
         """
+        objective = self.objective
+        names = objective.metrics
+        if not names or names[0] != "loss":
+            raise ValueError(
+                f"{type(objective).__name__}.metrics must start with 'loss' (the total), got "
+                f"{names!r}."
+            )
         num_images = data[0].shape[0] // self.world_size  # this process's shard (all equal)
         steps = steps_per_epoch(
             num_images, self.batch_size, drop_last=self.drop_last, min_last=self.min_last_batch
@@ -215,13 +222,6 @@ class TrainingLoop:
         if resume:
             self.resume()
         self._write_config()
-        objective = self.objective
-        names = objective.metrics
-        if not names or names[0] != "loss":
-            raise ValueError(
-                f"{type(objective).__name__}.metrics must start with 'loss' (the total), got "
-                f"{names!r}."
-            )
         checked = [i for i, name in enumerate(names) if name.startswith("loss")]
         # Counts every step of the run (a resumed run starts at its done steps); the description
         # names the epoch running, from 1 as metrics.jsonl counts them.
