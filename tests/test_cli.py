@@ -652,3 +652,19 @@ def test_protocol_writes_one_table_of_slf_alf_aff(
             ]
         )
     assert "pass --test-data" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--test-data", "sample"], "every image of --data sample is also a test image"),
+        (["--val-fraction", "-0.1"], "--val-fraction must be in [0, 1)"),
+    ],
+)
+def test_protocol_refuses_a_test_set_that_is_the_data_and_a_bad_val_fraction(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    argv = ["protocol", "--model", "rocl-resnet18-w16-cifar10-cpu", "--data", "sample"]
+    with pytest.raises(SystemExit):
+        main([*argv, "--max-per-class", "5", "--out", str(tmp_path / "p"), *extra])
+    assert message in capsys.readouterr().err

@@ -56,7 +56,6 @@ def _test_set(args: argparse.Namespace) -> tuple[ImageDataset, str]:
     from ..data import load_dataset
 
     spec = args.test_data
-    official = False
     if spec is None:
         key = str(args.data).lower()
         if key not in _TEST_DATA:
@@ -65,7 +64,7 @@ def _test_set(args: argparse.Namespace) -> tuple[ImageDataset, str]:
                 "(an ImageFolder of images that are not in --data)."
             )
         spec = _TEST_DATA[key]
-        official = key in ("cifar10", "cifar100")
+    official = str(spec).lower() in ("cifar10", "cifar100")  # their official test split
     test = load_dataset(spec, root=args.data_root, download=args.download, train=not official)
     name = f"{spec} (test split)" if official else str(spec)
     if args.test_per_class:
@@ -111,6 +110,13 @@ def _cmd_protocol(args: argparse.Namespace) -> int:
         keep[shared] = False
         pool = pool.subset(keep)
         print(f"left out {len(shared)} images of --data that are also test images")
+        if len(pool) < 2:
+            raise ValueError(
+                f"every image of --data {args.data} is also a test image of {test_name}: "
+                "train on other images, or pass another --test-data."
+            )
+    if not 0 <= args.val_fraction < 1:
+        raise ValueError(f"--val-fraction must be in [0, 1), got {args.val_fraction}.")
     val = None
     if args.val_fraction > 0:
         fit_idx, val_idx = train_val_split(
@@ -121,14 +127,17 @@ def _cmd_protocol(args: argparse.Namespace) -> int:
         train = pool
     auto = "AutoAttack standard" if config.autoattack else "no AutoAttack"
     per_class = f", at most {args.max_per_class} per class" if args.max_per_class else ""
+    n_test = min(config.n_test_images or len(test), len(test))
+    decays = [m for m in config.milestones if m < config.epochs]
+    schedule = f"lr x0.1 from {', '.join(map(str, decays))}" if decays else "a constant lr"
     caption = (
-        f"{args.model} ({folder}): {config.epochs} epochs (lr x0.1 from "
-        f"{', '.join(map(str, config.milestones))}), {len(train)} training images of "
-        f"{args.data}{per_class}, {0 if val is None else len(val)} validation images, test on "
-        f"{config.n_test_images or len(test)} images of {test_name}; PGD-"
+        f"{args.model} ({folder}): {config.epochs} epochs ({schedule}), {len(train)} training "
+        f"images of {args.data}{per_class}, {0 if val is None else len(val)} validation "
+        f"images, test on {n_test} images of {test_name}; PGD-"
         f"{config.test_attack_steps} (eps {_show(config.eps)}, step {_show(config.alpha)}), "
         f"{auto}."
     )
+    out = Path(args.out)
     result = evaluate_protocol(
         encoder,
         train,
@@ -136,12 +145,12 @@ def _cmd_protocol(args: argparse.Namespace) -> int:
         test,
         modes=args.modes,
         config=config,
+        out_dir=out,  # finished modes are written as they complete
         progress=not args.no_progress,
     )
     result.info.update(
         caption=caption, model=str(args.model), data=str(args.data), test_data=test_name
     )
-    out = Path(args.out)
     result.to_json(out / PROTOCOL_JSON)
     from .._io import atomic_write_text
 

@@ -34,11 +34,12 @@ import torch
 from torch import nn
 
 from .._io import atomic_write_text
+from ..augment import random_crop_flip
 from ..data import ImageDataset
 from ..models.encoder import RoCLEncoder
 from ..protocol_config import PROTOCOL_MODES, ProtocolConfig
 from ..training.trainer import resolve_device
-from .finetuning import FinetuneConfig, finetune, random_crop_flip
+from .finetuning import FinetuneConfig, finetune
 from .probe import RobustLinearProbe
 from .suite import Threat, evaluate_robustness
 
