@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .training.config import FlatConfig, check_device
+from .training.config import FlatConfig, check_device, check_milestones
 
 __all__ = ["PROTOCOL_AUGMENTATIONS", "PROTOCOL_MODES", "PROTOCOL_SELECTIONS", "ProtocolConfig"]
 
@@ -67,9 +67,6 @@ class ProtocolConfig(FlatConfig):
     seed: int = 0  # seeds every head, data order, augmentation and attack start
     device: str = "auto"  # "auto" = cuda if available else cpu; or any torch device string
 
-    def __post_init__(self) -> None:
-        self.validate()
-
     def validate(self) -> None:
         """Raise ``ValueError`` naming the field and the fix when a setting is invalid."""
         self.check_fields(
@@ -86,18 +83,7 @@ class ProtocolConfig(FlatConfig):
             )
         if not 0 <= self.momentum < 1:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum}.")
-        values = self.milestones
-        if (
-            not isinstance(values, (tuple, list))
-            or not values
-            or any(isinstance(m, bool) or not isinstance(m, int) or m < 0 for m in values)
-            or list(values) != sorted(set(values))
-        ):
-            raise ValueError(
-                f"milestones must be increasing non-negative integer epochs, e.g. (15, 20), got "
-                f"{values!r}."
-            )
-        self.milestones = tuple(values)
+        self.milestones = check_milestones(self.milestones)
         if self.n_test_images is not None and (
             isinstance(self.n_test_images, bool)
             or not isinstance(self.n_test_images, int)

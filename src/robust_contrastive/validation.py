@@ -79,6 +79,24 @@ def check_images(images: object, name: str = "images") -> torch.Tensor:
     return images
 
 
+def check_training_images(data: object, caller: str) -> torch.Tensor:
+    """The images of ``data``, an ImageDataset or (N, 3, H, W) uint8 or float in [0, 1], to
+    train on; anything else, or no image, is a ``TypeError`` / ``ValueError`` naming ``caller``."""
+    images = getattr(data, "images", data)  # an ImageDataset's images (labels are not used)
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(
+            f"{caller} takes an ImageDataset or an image tensor, got {type(data).__name__}: "
+            "load data with robust_contrastive.data.load_dataset(...)."
+        )
+    if images.dim() != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must be (N, 3, H, W), got shape {tuple(images.shape)}.")
+    if images.shape[0] == 0:
+        raise ValueError("the dataset is empty: nothing to train on.")
+    if images.dtype != torch.uint8:
+        check_images(images, "images")
+    return images
+
+
 def check_generator(generator: torch.Generator | None, device: torch.device) -> None:
     """Raise if ``generator`` lives on another device than the data it must sample for."""
     if generator is not None and generator.device.type != device.type:

@@ -34,7 +34,7 @@ from ..models import ProjectionHead, RoCLEncoder
 from ..models.classifier import RobustClassifier, RobustClassifierConfig
 from ..models.encoder import _ARCHS
 from ..modes import eval_mode
-from ..training.config import FlatConfig, check_device
+from ..training.config import FlatConfig, check_device, check_milestones
 from ..training.loop import FitResult, Objective, TrainingLoop
 from ..training.trainer import resolve_device
 from .probe import accuracy, adversarial_accuracy
@@ -109,9 +109,6 @@ class FinetuneConfig(FlatConfig):
     progress: bool = True  # tqdm progress bar
     checkpoint_every: int = 10  # epochs between checkpoints (and one at the end)
 
-    def __post_init__(self) -> None:
-        self.validate()
-
     def validate(self) -> None:
         """Raise ``ValueError`` naming the field and the fix when a setting is invalid."""
         self.check_fields(
@@ -127,22 +124,11 @@ class FinetuneConfig(FlatConfig):
             ),
         )
         if self.milestones is not None:
-            values = self.milestones
-            if (
-                not isinstance(values, (tuple, list))
-                or not values
-                or any(isinstance(m, bool) or not isinstance(m, int) or m < 0 for m in values)
-                or list(values) != sorted(set(values))
-            ):
-                raise ValueError(
-                    f"milestones must be increasing non-negative integer epochs, e.g. (15, 20), "
-                    f"got {values!r}."
-                )
+            self.milestones = check_milestones(self.milestones)  # a JSON list read back: a tuple
             if self.lr_schedule != "step":
                 raise ValueError(
                     f"milestones apply to lr_schedule='step' only, got {self.lr_schedule!r}."
                 )
-            self.milestones = tuple(values)  # a JSON list read back compares equal
         if self.batch_size < 2:
             raise ValueError(
                 f"batch_size must be >= 2 (BatchNorm statistics, contrastive negatives), got "

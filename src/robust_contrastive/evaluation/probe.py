@@ -29,6 +29,7 @@ from ..layout import ENCODER_DIR
 from ..models.classifier import Classifier
 from ..models.encoder import RoCLEncoder
 from ..modes import eval_mode
+from ..training.config import check_milestones
 from ..training.loop import FitResult, Objective, TrainingLoop
 from ..validation import (
     check_budget,
@@ -99,18 +100,7 @@ def _check_milestones(
             f"milestones apply to schedule='step' only, got schedule={schedule!r}: drop them or "
             "use the step schedule."
         )
-    values = tuple(milestones) if isinstance(milestones, (tuple, list)) else None
-    if (
-        values is None
-        or not values
-        or any(isinstance(m, bool) or not isinstance(m, int) or m < 0 for m in values)
-        or list(values) != sorted(set(values))
-    ):
-        raise ValueError(
-            f"milestones must be increasing non-negative integer epochs, e.g. (15, 20), got "
-            f"{milestones!r}."
-        )
-    return values
+    return check_milestones(milestones)
 
 
 def _as_images_and_labels(

@@ -51,8 +51,31 @@ def check_device(device: object) -> None:
 _C = TypeVar("_C", bound="FlatConfig")
 
 
+def check_milestones(values: object) -> tuple[int, ...]:
+    """``values`` as a tuple of increasing non-negative epochs (a JSON list read back included),
+    else a ``ValueError`` with an example."""
+    if (
+        not isinstance(values, (tuple, list))
+        or not values
+        or any(isinstance(m, bool) or not isinstance(m, int) or m < 0 for m in values)
+        or list(values) != sorted(set(values))
+    ):
+        raise ValueError(
+            f"milestones must be increasing non-negative integer epochs, e.g. (15, 20), got "
+            f"{values!r}."
+        )
+    return tuple(values)
+
+
 class FlatConfig:
-    """What every flat dataclass config shares: a JSON round trip, a diff, its fields' checks."""
+    """What every flat dataclass config shares: validation when built, a JSON round trip, a
+    diff, its fields' checks. Subclasses define ``validate``."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the field and the fix when a setting is invalid."""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable copy."""
@@ -184,9 +207,6 @@ class TrainConfig(FlatConfig):
     # communication). No effect on one process
     checkpoint_every: int = 10  # epochs between checkpoints (and one at the end)
     progress: bool = True  # show a (tqdm) progress bar
-
-    def __post_init__(self) -> None:
-        self.validate()
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the field and the fix when a setting is invalid."""

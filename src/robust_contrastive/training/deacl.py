@@ -29,7 +29,7 @@ from ..attacks.distillation import FeatureDistanceAttack
 from ..augment import random_crop_flip
 from ..data import ImageDataset
 from ..models import RoCLEncoder
-from ..validation import check_images
+from ..validation import check_training_images
 from .config import FlatConfig, check_device
 from .loop import FitResult, Objective, TrainingLoop
 from .trainer import resolve_device
@@ -83,9 +83,6 @@ class DeACLConfig(FlatConfig):
     device: str = "auto"  # "auto" = cuda if available else cpu; or any torch device string
     progress: bool = True  # tqdm progress bar
     checkpoint_every: int = 10  # epochs between checkpoints (and one at the end)
-
-    def __post_init__(self) -> None:
-        self.validate()
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the field and the fix when a setting is invalid."""
@@ -231,20 +228,6 @@ def _fingerprint(module: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def _images(data: ImageDataset | torch.Tensor) -> torch.Tensor:
-    images = data.images if isinstance(data, ImageDataset) else data
-    if not isinstance(images, torch.Tensor):
-        raise TypeError(
-            f"data must be an ImageDataset or an image tensor, got {type(data).__name__}: load "
-            "data with robust_contrastive.load_dataset(...) or load_sample()."
-        )
-    if images.dim() != 4 or images.shape[1] != 3:
-        raise ValueError(f"images must be (N, 3, H, W), got shape {tuple(images.shape)}.")
-    if images.dtype != torch.uint8:
-        check_images(images, "images")
-    return images
-
-
 def train_deacl(
     teacher: RoCLEncoder | str | os.PathLike[str],
     data: ImageDataset | torch.Tensor,
@@ -294,7 +277,7 @@ def train_deacl(
             f"teacher must be a RoCLEncoder or a model name / folder, got "
             f"{type(teacher).__name__}: e.g. 'simclr-resnet18-w16-cifar10-cpu'."
         )
-    images = _images(data)
+    images = check_training_images(data, "train_deacl()")
     folder = Path(out_dir) if out_dir is not None else None
     if resume and folder is None:
         raise ValueError("resume=True needs the out_dir holding the run's checkpoints.")

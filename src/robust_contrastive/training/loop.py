@@ -245,7 +245,11 @@ class TrainingLoop:
                 orders = {d: order.to(d) for d in {t.device for t in data}}
                 device = self.generator.device
                 stats = torch.zeros(steps, len(names), device=device)  # per-step means
-                sizes = torch.zeros(steps, device=device)  # images per step
+                sizes = torch.tensor(  # images per step: full batches, the last one maybe not
+                    [min(self.batch_size, len(order) - s * self.batch_size) for s in range(steps)],
+                    dtype=torch.float32,
+                    device=device,
+                )
                 start = time.perf_counter()
                 for step in range(steps):
                     lr = self.lr_at(epoch + step / steps)
@@ -254,7 +258,6 @@ class TrainingLoop:
                     rows = slice(step * self.batch_size, (step + 1) * self.batch_size)
                     batch = tuple(t[orders[t.device][rows]] for t in data)
                     loss, stats[step] = objective.loss(batch, self.generator)
-                    sizes[step] = batch[0].shape[0]
                     self.optimizer.zero_grad(set_to_none=True)
                     loss.backward()  # type: ignore[no-untyped-call]
                     if self.grad_clip is not None:

@@ -21,7 +21,7 @@ from ..data import ImageDataset
 from ..layout import PROJECTOR_DIR, TRAIN_CONFIG_NAME
 from ..losses import nt_xent_loss
 from ..models import ProjectionHead, RoCLEncoder
-from ..validation import check_images
+from ..validation import check_training_images
 from . import distributed
 from .config import TrainConfig, check_device
 from .folding import FoldedEncoder
@@ -381,18 +381,7 @@ class RoCLTrainer(Objective):
 
     # ------------------------------------------------------------------ helpers
     def _prepare_data(self, data: ImageDataset | torch.Tensor) -> torch.Tensor:
-        images = data.images if isinstance(data, ImageDataset) else data
-        if not isinstance(images, torch.Tensor):
-            raise TypeError(
-                f"fit() takes an ImageDataset or an image tensor, got {type(data).__name__}: "
-                "load data with robust_contrastive.data.load_dataset(...)."
-            )
-        if images.dim() != 4 or images.shape[1] != 3:
-            raise ValueError(f"images must be (N, 3, H, W), got shape {tuple(images.shape)}.")
-        if images.shape[0] == 0:
-            raise ValueError("the dataset is empty: nothing to train on.")
-        if images.dtype != torch.uint8:
-            check_images(images, "images")
+        images = check_training_images(data, "fit()")
         needed = self.config.batch_size * self.world_size
         if images.shape[0] < needed and self.config.drop_last:
             processes = f" x {self.world_size} processes" if self.world_size > 1 else ""
