@@ -4,6 +4,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -452,7 +453,7 @@ def test_each_command_runs_the_function_it_is_named_after() -> None:
     subparsers = next(
         a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)
     )
-    commands = "train quickstart probe evaluate card push list-pretrained convert protocol"
+    commands = "train quickstart probe evaluate card push list-pretrained convert protocol lpaft"
     assert list(subparsers.choices) == commands.split()
     for name, parser in subparsers.choices.items():
         assert parser.get_default("func").__name__ == "_cmd_" + name.replace("-", "_")
@@ -668,3 +669,89 @@ def test_protocol_refuses_a_test_set_that_is_the_data_and_a_bad_val_fraction(
     with pytest.raises(SystemExit):
         main([*argv, "--max-per-class", "5", "--out", str(tmp_path / "p"), *extra])
     assert message in capsys.readouterr().err
+
+
+def test_train_method_deacl(
+    tmp_path: Path, image_folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    teacher = tmp_path / "teacher"
+    RoCLEncoder(width=4).save_pretrained(teacher)
+    out = tmp_path / "deacl"
+    command = [
+        "train", "--method", "deacl", "--teacher", str(teacher), "--data", str(image_folder),
+        "--out", str(out), "--epochs", "2", "--batch-size", "4", "--attack-steps", "1",
+        "--weight", "1.5", "--no-progress", "--device", "cpu", "--val-per-class", "2",
+    ]  # fmt: skip
+    assert main(command) == 0
+    assert "trained DeACL on 8 images" in capsys.readouterr().out
+    student = RoCLEncoder.from_pretrained(out)
+    assert student.config.width == 4
+    config = json.loads((out / "deacl_config.json").read_text())
+    # Given options replace DeACL's defaults; the others stay DeACL's own (not RoCL's).
+    assert (config["epochs"], config["weight"], config["attack_steps"]) == (2, 1.5, 1)
+    assert (config["lr"], config["eps"]) == (0.5, 8 / 255)
+    assert len(json.loads((out / "split.json").read_text())["val"]) == 4
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]
+    # A finished run is refused without --resume; with it, nothing more is trained.
+    with pytest.raises(SystemExit):
+        main(command)
+    assert "--resume" in capsys.readouterr().err
+    assert main([*command, "--resume"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--method", "deacl"], "--method deacl needs --teacher"),
+        (["--teacher", "x"], "--teacher is DeACL's"),
+        (["--method", "deacl", "--simclr", "--teacher", "x"], "--simclr is --method simclr"),
+        (["--method", "deacl", "--teacher", "x", "--lars"], "--lars is not a setting of"),
+        (["--weight", "2"], "--weight is not a setting of --method rocl"),
+        (["--method", "simclr", "--student-init", "scratch"], "--student-init is not a setting"),
+    ],
+)
+def test_train_method_option_errors(
+    tmp_path: Path,
+    image_folder: Path,
+    capsys: pytest.CaptureFixture[str],
+    extra: list[str],
+    message: str,
+) -> None:
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit):
+        main(["train", "--data", str(image_folder), "--out", str(out), *extra])
+    assert message in capsys.readouterr().err
+    assert not out.exists()  # refused before anything is written
+
+
+def test_train_method_simclr_is_the_simclr_flag(tmp_path: Path, image_folder: Path) -> None:
+    out = tmp_path / "simclr"
+    assert main(["train", "--method", "simclr", "--data", str(image_folder), "--out", str(out),
+                 *TINY_FLAGS]) == 0  # fmt: skip
+    assert json.loads((out / "train_config.json").read_text())["adversarial"] is False
+
+
+@pytest.mark.parametrize("method", ["acl", "dynacl", "air"])
+def test_train_method_acl_family(
+    tmp_path: Path, image_folder: Path, capsys: pytest.CaptureFixture[str], method: str
+) -> None:
+    out = tmp_path / method
+    command = [
+        "train", "--method", method, "--data", str(image_folder), "--out", str(out),
+        "--width", "4", "--image-size", "16", "--epochs", "2", "--batch-size", "6",
+        "--attack-steps", "1", "--augment-period", "1", "--no-progress", "--device", "cpu",
+    ]  # fmt: skip
+    assert main(command) == 0
+    assert f"trained {dict(acl='ACL', dynacl='DynACL', air='AIR')[method]} on 12" in (
+        capsys.readouterr().out
+    )
+    assert RoCLEncoder.from_pretrained(out).config.width == 4  # the adversarial branch
+    config = json.loads((out / "acl_config.json").read_text())
+    # The method's published settings, then the options given.
+    published = {"acl": 0.0, "dynacl": 0.99, "air": 0.0}
+    assert (config["method"], config["key_momentum"]) == (method, published[method])
+    assert (config["epochs"], config["batch_size"], config["lr"]) == (2, 6, 5.0)
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(records) == 2
+    assert all(math.isfinite(r["loss"]) for r in records)

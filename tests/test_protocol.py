@@ -15,6 +15,7 @@ from robust_contrastive.evaluation import (
     ProtocolConfig,
     RobustLinearProbe,
     evaluate_protocol,
+    repeated_images,
     shared_images,
 )
 from robust_contrastive.evaluation import protocol as protocol_module
@@ -216,3 +217,14 @@ def test_milestones_option_of_the_probe_and_of_finetuning(
         FinetuneConfig(milestones=(20, 15))
     with pytest.raises(ValueError, match="lr_schedule='step' only"):
         FinetuneConfig(lr_schedule="cosine", milestones=(5,))
+
+
+def test_repeated_images_keeps_the_first_copy() -> None:
+    images = torch.randint(
+        0, 256, (5, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
+    images[3] = images[1]
+    images[4] = images[1]
+    data = ImageDataset(images, torch.zeros(5, dtype=torch.int64), classes=("a",))
+    assert repeated_images(data).tolist() == [3, 4]
+    assert repeated_images(data.subset(torch.tensor([0, 1, 2]))).tolist() == []

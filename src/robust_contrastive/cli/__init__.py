@@ -1,5 +1,6 @@
 """The ``robust-contrastive`` command line: one module per command (``train``, ``quickstart``,
-``probe``, ``evaluate``, ``card`` / ``push`` / ``list-pretrained``, ``convert``, ``protocol``).
+``probe``, ``evaluate``, ``card`` / ``push`` / ``list-pretrained``, ``convert``, ``protocol``,
+``lpaft``).
 
 Only light modules are imported here: ``robust-contrastive --help`` must not wait for torch. Each
 command imports what it uses (torch, the models, the data...) when it runs.
@@ -13,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from . import convert, evaluate, hub, probe, protocol, quickstart, train
+from . import convert, evaluate, hub, lpaft, probe, protocol, quickstart, train
 from ._common import _LOG_FORMAT, _paragraphs
 
 __all__ = ["build_parser", "main"]
@@ -38,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="store_true", help="log debug messages and show tracebacks"
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in (train, quickstart, probe, evaluate, hub, convert, protocol):
+    for command in (train, quickstart, probe, evaluate, hub, convert, protocol, lpaft):
         command.add_parser(sub)
     return parser
 

@@ -76,36 +76,40 @@ def _number(text: str) -> float:
 
 
 def _show(value: object) -> str:
-    """A default as help shows it: multiples of 1/255 as fractions (8/255), others as is."""
+    """A default as help shows it: multiples of 1/255 as reduced fractions (8/255, 2/3), others
+    as is."""
     if isinstance(value, float) and not value.is_integer() and 0 < abs(value) < 10:
         numerator = round(value * 255)
         if numerator and numerator / 255 == value:
-            return f"{numerator}/255"
+            fraction = Fraction(numerator, 255)  # 8/255 stays, 170/255 is 2/3
+            return f"{fraction.numerator}/{fraction.denominator}"
     return str(value)
 
 
-def _add_config_arguments(
-    parser: argparse.ArgumentParser, overrides: dict[str, Any] | None = None
-) -> None:
-    """An option per TrainConfig field, its default the field's (or ``overrides``'), read from
-    the fields without building a config (its validation imports torch; --help must not)."""
-    overrides = overrides or {}
-    fields = dataclasses.fields(TrainConfig)
-    unknown = sorted(set(overrides) - {f.name for f in fields})
-    if unknown:
-        raise ValueError(f"unknown TrainConfig fields {unknown}.")
-    group = parser.add_argument_group(
-        "training configuration (TrainConfig; bool options also take --no-..., numbers also "
-        "fractions such as 8/255)"
-    )
-    comments = _field_comments(TrainConfig)
-    for f in fields:
-        default = overrides.get(f.name, f.default)
+def _add_field_options(
+    group: argparse._ArgumentGroup,
+    cls: type,
+    defaults: dict[str, Any],
+    *,
+    choices: dict[str, tuple[str, ...]] | None = None,
+    optional: bool = False,
+    skip: frozenset[str] = frozenset(),
+) -> list[str]:
+    """An option per field of the config dataclass ``cls`` (but ``skip``), its help the field's
+    comment and its shown default ``defaults[name]`` (else the field's). With ``optional`` the
+    option's value is None unless given (the config's own default applies). Returns the names."""
+    comments = _field_comments(cls)
+    choices = choices or {}
+    names = []
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        default = defaults.get(f.name, f.default)
         kind: dict[str, Any] = {"type": str}
         if isinstance(default, bool):
             kind = {"action": argparse.BooleanOptionalAction}
-        elif f.name in CHOICES:
-            kind = {"choices": CHOICES[f.name]}
+        elif f.name in choices:
+            kind = {"choices": choices[f.name]}
         elif isinstance(default, int):
             kind = {"type": int}
         elif isinstance(default, float) or f.name == "grad_clip":
@@ -113,10 +117,32 @@ def _add_config_arguments(
         group.add_argument(
             "--" + f.name.replace("_", "-"),
             dest=f.name,
-            default=default,
+            default=None if optional else default,
             help=f"{comments.get(f.name, f.name)} (default: {_show(default)})",
             **kind,
         )
+        names.append(f.name)
+    return names
+
+
+def _add_config_arguments(
+    parser: argparse.ArgumentParser,
+    overrides: dict[str, Any] | None = None,
+    *,
+    optional: bool = False,
+) -> list[str]:
+    """An option per TrainConfig field, its default the field's (or ``overrides``'), read from
+    the fields without building a config (its validation imports torch; --help must not). With
+    ``optional``, options not given are None (see ``_add_field_options``). Returns the names."""
+    overrides = overrides or {}
+    unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(TrainConfig)})
+    if unknown:
+        raise ValueError(f"unknown TrainConfig fields {unknown}.")
+    group = parser.add_argument_group(
+        "training configuration (TrainConfig; bool options also take --no-..., numbers also "
+        "fractions such as 8/255)"
+    )
+    return _add_field_options(group, TrainConfig, overrides, choices=CHOICES, optional=optional)
 
 
 def _add_data_arguments(
@@ -164,14 +190,9 @@ def _add_run_arguments(parser: argparse.ArgumentParser, out_help: str) -> None:
     )
 
 
-def _run_config(args: argparse.Namespace, *runs: Path) -> TrainConfig:
-    """The TrainConfig of the options. Refuses, before anything is written, to start over in a
-    run folder of ``runs`` that holds a checkpoint unless ``--resume`` or ``--overwrite`` says
-    what to do with it."""
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
-    if getattr(args, "simclr", False):
-        values["adversarial"] = False
-    config = TrainConfig(**values)
+def _refuse_existing_runs(args: argparse.Namespace, *runs: Path) -> None:
+    """Refuse, before anything is written, to start over in a run folder of ``runs`` that holds
+    a checkpoint unless ``--resume`` or ``--overwrite`` says what to do with it."""
     for run in runs:
         existing = run / CHECKPOINT_DIR / LAST_CHECKPOINT
         if existing.exists() and not args.resume and not args.overwrite:
@@ -179,6 +200,20 @@ def _run_config(args: argparse.Namespace, *runs: Path) -> TrainConfig:
                 f"{args.out} already holds a training run ({existing}): continue it with "
                 "--resume, start it again from scratch with --overwrite, or pick another --out."
             )
+
+
+def _run_config(args: argparse.Namespace, *runs: Path) -> TrainConfig:
+    """The TrainConfig of the options (the field's default where an optional option is not
+    given), after ``_refuse_existing_runs(args, *runs)``."""
+    values = {
+        f.name: value
+        for f in dataclasses.fields(TrainConfig)
+        if (value := getattr(args, f.name)) is not None or f.default is None
+    }
+    if getattr(args, "simclr", False):
+        values["adversarial"] = False
+    config = TrainConfig(**values)
+    _refuse_existing_runs(args, *runs)
     return config
 
 

@@ -98,18 +98,29 @@ def _cmd_protocol(args: argparse.Namespace) -> int:
     import torch
 
     from ..data import train_val_split
-    from ..evaluation.protocol import PROTOCOL_JSON, PROTOCOL_MD, evaluate_protocol, shared_images
+    from ..evaluation.protocol import (
+        PROTOCOL_JSON,
+        PROTOCOL_MD,
+        evaluate_protocol,
+        repeated_images,
+        shared_images,
+    )
 
     config = _config(args)
     encoder, folder = _load_encoder(args.model)
     test, test_name = _test_set(args)
     pool = _load_data(args)
     shared = shared_images(pool, test)
-    if len(shared):
+    repeated = repeated_images(pool)  # a copy could land in both the train and val parts
+    if len(shared) or len(repeated):
         keep = torch.ones(len(pool), dtype=torch.bool)
         keep[shared] = False
+        keep[repeated] = False
         pool = pool.subset(keep)
-        print(f"left out {len(shared)} images of --data that are also test images")
+        if len(shared):
+            print(f"left out {len(shared)} images of --data that are also test images")
+        if len(repeated):
+            print(f"left out {len(repeated)} repeated copies of images of --data")
         if len(pool) < 2:
             raise ValueError(
                 f"every image of --data {args.data} is also a test image of {test_name}: "

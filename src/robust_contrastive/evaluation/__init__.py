@@ -13,6 +13,7 @@ from .protocol import (
     ProtocolResult,
     ProtocolRow,
     evaluate_protocol,
+    repeated_images,
     shared_images,
 )
 from .smoothing import TransformationSmoothedClassifier, accuracy_vs_samples
@@ -53,6 +54,7 @@ __all__ = [
     "evaluate_robustness",
     "evaluation_set_warnings",
     "finetune",
+    "repeated_images",
     "sanity_warnings",
     "shared_images",
     "transfer_accuracy",

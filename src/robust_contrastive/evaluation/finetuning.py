@@ -287,6 +287,7 @@ def finetune(
     config: FinetuneConfig,
     *,
     projector: ProjectionHead | None = None,
+    head: nn.Linear | None = None,
     num_classes: int | None = None,
     val: ImageDataset | None = None,
     out_dir: str | os.PathLike[str] | None = None,
@@ -314,6 +315,10 @@ def finetune(
         data: labelled training images, (N, 3, H, W) uint8.
         config: the settings (defaults: standard AT on CIFAR-10).
         projector: the pretrained projector g_pi (copied), required by ``"at+ss"``.
+        head: the linear head to start from (its weights are copied), ``nn.Linear(feature_dim,
+            num_classes)``: e.g. a linear probe's, as DynACL++'s LP-AFT
+            ([`train_lpaft`][robust_contrastive.training.lpaft.train_lpaft]); default ``None``: a
+            new head, seeded by ``config.seed``.
         num_classes: outputs of the head; default ``len(data.classes)``.
         val: labelled validation images for model selection: after every epoch the model is
             evaluated with PGD (``val_attack_steps`` steps, ``eps``, ``alpha``, ``attack_norm``,
@@ -357,7 +362,7 @@ def finetune(
     if resume and folder is None:
         raise ValueError("resume=True needs the out_dir holding the run's checkpoints.")
     device = resolve_device(config.device)
-    model, projector = _build_models(encoder, projector, num_classes, config, arch, width)
+    model, projector = _build_models(encoder, projector, num_classes, config, arch, width, head)
     model.to(device)
     if projector is not None:
         projector.to(device)
@@ -457,8 +462,10 @@ def _build_models(
     config: FinetuneConfig,
     arch: str,
     width: int,
+    head: nn.Linear | None = None,
 ) -> tuple[RobustClassifier, ProjectionHead | None]:
-    """Copy (or create, seeded) the encoder, add a seeded head, copy the projector if used."""
+    """Copy (or create, seeded) the encoder, add a seeded head (or a copy of ``head``), copy the
+    projector if used."""
     if encoder is not None and not isinstance(encoder, RoCLEncoder):
         raise TypeError(
             f"encoder must be a RoCLEncoder or None (train from scratch), got "
@@ -481,6 +488,18 @@ def _build_models(
         torch.manual_seed(config.seed)
         base = RoCLEncoder(arch, width=width) if encoder is None else copy.deepcopy(encoder)
         model = RobustClassifier(base, num_classes)
+    if head is not None:
+        if not isinstance(head, nn.Linear):
+            raise TypeError(f"head must be an nn.Linear, got {type(head).__name__}.")
+        if tuple(head.weight.shape) != tuple(model.head.weight.shape) or head.bias is None:
+            raise ValueError(
+                f"head must be nn.Linear({model.encoder.feature_dim}, {num_classes}) with a bias "
+                f"(the encoder's features to num_classes), got weight "
+                f"{tuple(head.weight.shape)}."
+            )
+        with torch.no_grad():
+            model.head.weight.copy_(head.weight)
+            model.head.bias.copy_(head.bias)
     if projector is not None:
         if projector.config.in_dim != model.encoder.feature_dim:
             raise ValueError(

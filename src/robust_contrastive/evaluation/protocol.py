@@ -51,6 +51,7 @@ __all__ = [
     "ProtocolResult",
     "ProtocolRow",
     "evaluate_protocol",
+    "repeated_images",
     "shared_images",
 ]
 
@@ -146,6 +147,9 @@ def shared_images(data: ImageDataset, other: ImageDataset) -> torch.Tensor:
     Use it to drop test images from a training pool: ``data.subset(mask)`` with the complement
     (the bundled ``sample`` and ``sample-held-out`` share 189 images).
 
+    Images of another size are never byte-identical: datasets of different resolutions share
+    none.
+
     Returns:
         (K,) int64 indices into ``data``, sorted.
     """
@@ -155,6 +159,22 @@ def shared_images(data: ImageDataset, other: ImageDataset) -> torch.Tensor:
     return torch.tensor(
         [i for i, key in enumerate(_image_keys(data.images)) if key in known], dtype=torch.int64
     )
+
+
+def repeated_images(data: ImageDataset) -> torch.Tensor:
+    """The indices of ``data``'s images that repeat an earlier image (byte-identical): drop them
+    before drawing a validation split, or a repeated image may land in both parts.
+
+    Returns:
+        (K,) int64 indices into ``data``, sorted; the first of each group of copies is kept.
+    """
+    seen: set[bytes] = set()
+    repeats = []
+    for i, key in enumerate(_image_keys(data.images)):
+        if key in seen:
+            repeats.append(i)
+        seen.add(key)
+    return torch.tensor(repeats, dtype=torch.int64)
 
 
 def _check_inputs(

@@ -5,7 +5,7 @@ blocks and global average pooling."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -83,6 +83,7 @@ class EncoderConfig:
     width: int = 64  # channels of the first stage; 64 = the paper's network, 16 trains on a CPU
     mean: tuple[float, float, float] | None = None  # per-channel normalisation inside the model;
     std: tuple[float, float, float] | None = None  # None = none, as in the paper (inputs in [0, 1])
+    stem_padding: int = 1  # zero padding of the 3x3 stem convolution; 2 in solo-learn (DeACL)
 
 
 class RoCLEncoder(PretrainedMixin):
@@ -95,6 +96,11 @@ class RoCLEncoder(PretrainedMixin):
         mean: optional per-channel mean subtracted inside the model (with ``std``). Off by
             default, as in the paper: inputs stay in [0, 1] and attacks work in pixel space.
         std: optional per-channel standard deviation, given together with ``mean``.
+        stem_padding: zero padding of the 3x3 stride-1 stem convolution: 1 (the paper's, and
+            the default) keeps an H x W map; 2, as solo-learn's CIFAR ResNet (DeACL) has it, gives
+            (H + 2) x (W + 2) maps. The pooled features keep their shape either way (adaptive
+            average pooling). Written to ``config.json`` only when it is not 1, so folders saved
+            before the field existed load unchanged and default models save the same files.
 
     Shapes:
         ``forward(images)``: images (B, 3, H, W) float in [0, 1] -> features (B, feature_dim),
@@ -116,6 +122,7 @@ class RoCLEncoder(PretrainedMixin):
         width: int = 64,
         mean: tuple[float, float, float] | None = None,
         std: tuple[float, float, float] | None = None,
+        stem_padding: int = 1,
     ) -> None:
         super().__init__()
         if arch not in _ARCHS:
@@ -129,11 +136,17 @@ class RoCLEncoder(PretrainedMixin):
                 raise ValueError("mean and std take one value per RGB channel (3 values each).")
             if any(s <= 0 for s in std):
                 raise ValueError(f"std values must be positive, got {tuple(std)}.")
+        if isinstance(stem_padding, bool) or not isinstance(stem_padding, int) or stem_padding < 0:
+            raise ValueError(
+                "stem_padding must be a non-negative integer (1 = the paper's, 2 = solo-learn's "
+                f"DeACL), got {stem_padding!r}."
+            )
         self.config = EncoderConfig(
             arch=arch,
             width=width,
             mean=None if mean is None else (float(mean[0]), float(mean[1]), float(mean[2])),
             std=None if std is None else (float(std[0]), float(std[1]), float(std[2])),
+            stem_padding=stem_padding,
         )
         block_kind, num_blocks = _ARCHS[arch]
         block: type[BasicBlock] | type[Bottleneck] = (
@@ -146,7 +159,7 @@ class RoCLEncoder(PretrainedMixin):
         self.register_buffer(
             "std", torch.tensor(std or (1.0, 1.0, 1.0)).view(1, 3, 1, 1), persistent=False
         )
-        self.conv1 = nn.Conv2d(3, width, 3, stride=1, padding=1, bias=False)
+        self.conv1 = nn.Conv2d(3, width, 3, stride=1, padding=stem_padding, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
         in_planes = width
         stages = []
@@ -163,6 +176,13 @@ class RoCLEncoder(PretrainedMixin):
     @classmethod
     def default_config(cls) -> EncoderConfig:
         return EncoderConfig()
+
+    def config_dict(self) -> dict[str, Any]:
+        """The ``config.json`` fields; ``stem_padding`` only when it is not the default 1."""
+        values = super().config_dict()
+        if values["stem_padding"] == EncoderConfig.stem_padding:
+            del values["stem_padding"]
+        return values
 
     @property
     def normalizes(self) -> bool:
