@@ -186,9 +186,11 @@ def air_regularizers(
     library follows the code, which trained the published checkpoints.
 
     Args:
-        z1, z2: the latents of the two clean views (clean branch), each (B, D).
+        z1: the latents of the first clean views (clean branch), (B, D).
+        z2: the latents of the second clean views (clean branch), (B, D).
         z_orig: the latents of the un-augmented images (clean branch), (B, D).
-        z1_adv, z2_adv: the latents of the adversarial views (adversarial branch), (B, D).
+        z1_adv: the latents of the first adversarial views (adversarial branch), (B, D).
+        z2_adv: the latents of the second adversarial views (adversarial branch), (B, D).
         temperature: tau (0.5).
 
     Returns:
@@ -269,8 +271,9 @@ class ACLObjective(Objective):
             [`convert_dual_bn`][robust_contrastive.models.dual_bn.convert_dual_bn]).
         projector: the dual-BN projection head trained.
         config: the settings.
-        key_encoder, key_projector: the momentum copies (both or neither; required when
-            ``config.key_momentum > 0``).
+        key_encoder: the momentum copy of the encoder (given with ``key_projector``, or
+            neither; required when ``config.key_momentum > 0``).
+        key_projector: the momentum copy of the projector.
     """
 
     name = "ACL"
