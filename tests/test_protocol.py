@@ -228,3 +228,23 @@ def test_repeated_images_keeps_the_first_copy() -> None:
     data = ImageDataset(images, torch.zeros(5, dtype=torch.int64), classes=("a",))
     assert repeated_images(data).tolist() == [3, 4]
     assert repeated_images(data.subset(torch.tensor([0, 1, 2]))).tolist() == []
+
+
+def test_autoattack_on_its_own_subset_of_the_test_images(encoder: RoCLEncoder) -> None:
+    pytest.importorskip("torchattacks")
+    g = torch.Generator().manual_seed(0)
+    classes = ("a", "b", "c", "d")  # AutoAttack standard needs at least 4 classes
+    labels = torch.arange(4).repeat_interleave(4)
+    images = torch.randint(0, 256, (16, 3, 16, 16), dtype=torch.uint8, generator=g)
+    train = ImageDataset(images=images[:8], labels=labels[::2], classes=classes)
+    test = ImageDataset(images=images[8:], labels=labels[1::2], classes=classes)
+    config = _tiny_config(autoattack=True, n_autoattack_images=4, epochs=1, milestones=(5,))
+    result = evaluate_protocol(encoder, train, None, test, modes=("slf",), config=config,
+                               progress=False)  # fmt: skip
+    row = result.row("slf")
+    assert (row.n_test, row.n_autoattack) == (len(test), 4)  # PGD on all, AutoAttack on 4
+    assert row.autoattack_accuracy is not None
+    assert row.autoattack_accuracy * 4 == round(row.autoattack_accuracy * 4)  # of 4 images
+    assert "(on 4)" in result.to_markdown()
+    with pytest.raises(ValueError, match="n_autoattack_images"):
+        _tiny_config(n_autoattack_images=0)

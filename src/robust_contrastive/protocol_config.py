@@ -63,6 +63,8 @@ class ProtocolConfig(FlatConfig):
     # evaluation and run
     n_test_images: int | None = None  # evaluate a seeded random subset of the test images
     # (default: all)
+    n_autoattack_images: int | None = None  # run AutoAttack on a seeded random subset of this
+    # many of them (AutoAttack costs far more than PGD-20); default: the same images as PGD-20
     sanity_checks: bool = True  # gradient-masking checks of evaluate_robustness on each model
     seed: int = 0  # seeds every head, data order, augmentation and attack start
     device: str = "auto"  # "auto" = cuda if available else cpu; or any torch device string
@@ -84,13 +86,10 @@ class ProtocolConfig(FlatConfig):
         if not 0 <= self.momentum < 1:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum}.")
         self.milestones = check_milestones(self.milestones)
-        if self.n_test_images is not None and (
-            isinstance(self.n_test_images, bool)
-            or not isinstance(self.n_test_images, int)
-            or self.n_test_images < 1
-        ):
-            raise ValueError(
-                f"n_test_images must be a positive integer or None (all), got "
-                f"{self.n_test_images!r}."
-            )
+        for name in ("n_test_images", "n_autoattack_images"):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
+                raise ValueError(f"{name} must be a positive integer or None (all), got {value!r}.")
         check_device(self.device)

@@ -136,9 +136,11 @@ def _cmd_protocol(args: argparse.Namespace) -> int:
         train, val = pool.subset(fit_idx), pool.subset(val_idx)
     else:
         train = pool
-    auto = "AutoAttack standard" if config.autoattack else "no AutoAttack"
     per_class = f", at most {args.max_per_class} per class" if args.max_per_class else ""
     n_test = min(config.n_test_images or len(test), len(test))
+    auto = "AutoAttack standard" if config.autoattack else "no AutoAttack"
+    if config.autoattack and config.n_autoattack_images is not None:
+        auto += f" on {min(config.n_autoattack_images, len(test))} of them"
     decays = [m for m in config.milestones if m < config.epochs]
     schedule = f"lr x0.1 from {', '.join(map(str, decays))}" if decays else "a constant lr"
     caption = (
@@ -222,7 +224,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
             kind = {"choices": _CHOICES[f.name]}
         elif isinstance(default, tuple):
             kind = {"type": int, "nargs": "+", "metavar": "EPOCH"}
-        elif isinstance(default, int) or f.name == "n_test_images":
+        elif isinstance(default, int) or f.name in ("n_test_images", "n_autoattack_images"):
             kind = {"type": int}
         elif isinstance(default, float):
             kind = {"type": _number, "metavar": "X"}

@@ -75,9 +75,10 @@ class ProtocolRow:
     selected_on: str  # "val_clean_acc", "val_adv_acc" or "last epoch" (no val)
     n_train: int  # training images
     n_val: int  # validation images (0: no selection)
-    n_test: int  # test images scored
+    n_test: int  # test images scored (clean and PGD)
     seconds: float  # training and evaluation time of the mode
     history: list[dict[str, Any]] = field(default_factory=list)  # the training records
+    n_autoattack: int = 0  # test images AutoAttack scored (0: not run)
     warnings: list[str] = field(default_factory=list)  # evaluate_robustness's warnings
 
 
@@ -122,6 +123,8 @@ class ProtocolResult:
         ]
         for r in self.rows:
             auto = "-" if r.autoattack_accuracy is None else f"{100 * r.autoattack_accuracy:.2f}"
+            if r.autoattack_accuracy is not None and r.n_autoattack != r.n_test:
+                auto += f" (on {r.n_autoattack})"
             lines.append(
                 f"| {MODE_NAMES.get(r.mode, r.mode)} | {100 * r.clean_accuracy:.2f} | "
                 f"{100 * r.pgd_accuracy:.2f} | {auto} | {r.best_epoch} / {r.epochs} | "
@@ -302,10 +305,10 @@ def evaluate_protocol(
         steps=config.test_attack_steps,
     )
     threats: list[str | Threat] = [pgd]
-    if config.autoattack:
-        threats.append(
-            Threat(name="autoattack-linf", norm="linf", eps=config.eps, attack="autoattack")
-        )
+    auto_threat = Threat(name="autoattack-linf", norm="linf", eps=config.eps, attack="autoattack")
+    separate_auto = config.autoattack and config.n_autoattack_images is not None
+    if config.autoattack and not separate_auto:
+        threats.append(auto_threat)
     result = ProtocolResult(rows=[], config=config.to_dict())
     for mode in chosen:
         start = time.perf_counter()
@@ -329,6 +332,18 @@ def evaluate_protocol(
         )
         names = [r.name for r in report.results]
         auto = report.accuracy("autoattack-linf") if "autoattack-linf" in names else None
+        n_auto = report.n_images if auto is not None else 0
+        if separate_auto:  # AutoAttack on its own (smaller) seeded subset of the test images
+            auto_report = evaluate_robustness(
+                model,
+                test,
+                [auto_threat],
+                n_images=config.n_autoattack_images,
+                seed=config.seed,
+                sanity_checks=False,  # checked above, on the PGD-20 images
+                progress=progress,
+            )
+            auto, n_auto = auto_report.accuracy(auto_threat.name), auto_report.n_images
         row = ProtocolRow(
             mode=mode,
             clean_accuracy=report.clean_accuracy,
@@ -340,6 +355,7 @@ def evaluate_protocol(
             n_train=len(train),
             n_val=0 if val is None else len(val),
             n_test=report.n_images,
+            n_autoattack=n_auto,
             seconds=time.perf_counter() - start,
             history=history,
             warnings=list(report.warnings),
