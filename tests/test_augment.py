@@ -134,3 +134,15 @@ def test_bad_images() -> None:
     # A generator on another device than the images (meta tensors stand in for a GPU).
     with pytest.raises(ValueError, match=r"the generator is on cpu but the images are on meta"):
         aug(torch.zeros(2, 3, 32, 32, device="meta"), torch.Generator())
+
+
+def test_original_view_converts_and_resizes_only_when_needed() -> None:
+    from robust_contrastive.augment import original_view
+
+    images = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8)
+    same = original_view(images, 8)
+    assert torch.equal(same, images.float() / 255)  # no resize at the views' size
+    resized = original_view(images, 16)
+    assert resized.shape == (2, 3, 16, 16)
+    assert float(resized.min()) >= 0
+    assert float(resized.max()) <= 1

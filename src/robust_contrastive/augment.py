@@ -6,7 +6,9 @@ with p=0.8, ``RandomGrayscale(p=0.2)``, ``RandomHorizontalFlip()`` and ``RandomR
 Every image's parameters come from one set of batched draws and are applied with tensor
 operations (crop, resize and flip are one ``grid_sample``): no loop over images, no host
 synchronisation, no PIL. [`random_crop_flip`][robust_contrastive.augment.random_crop_flip] is the
-standard augmentation of adversarial training (AT, TRADES, DeACL).
+standard augmentation of adversarial training (AT, TRADES, DeACL);
+[`original_view`][robust_contrastive.augment.original_view] is the un-augmented image at the
+views' size.
 """
 
 from __future__ import annotations
@@ -284,6 +286,25 @@ class SimCLRAugmentation:
         grid = F.affine_grid(theta, [batch, channels, out_h, out_w], align_corners=False)
         out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
         return out.clamp(0.0, 1.0)
+
+
+def original_view(images: torch.Tensor, size: int) -> torch.Tensor:
+    """The un-augmented images as float in [0, 1] at the views' size (RoCL's attack on x, AIR's
+    z_orig): resized (bilinear, antialiased) only when they are not ``size`` x ``size``.
+
+    Args:
+        images: (B, 3, H, W) uint8 in [0, 255] or float in [0, 1].
+        size: the side of the augmented views.
+
+    Returns:
+        (B, 3, size, size) float in [0, 1], on the images' device.
+    """
+    x = images.float() / 255 if images.dtype == torch.uint8 else images
+    if x.shape[-2:] != (size, size):
+        x = F.interpolate(
+            x, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+        ).clamp_(0, 1)
+    return x
 
 
 def random_crop_flip(

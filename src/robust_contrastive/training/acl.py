@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..attacks.contrastive_pair import PairContrastiveAttack
-from ..augment import SimCLRAugmentation
+from ..augment import SimCLRAugmentation, original_view
 from ..data import ImageDataset
 from ..losses import nt_xent_loss
 from ..models import RoCLEncoder
@@ -373,16 +373,6 @@ class ACLObjective(Objective):
             grayscale_p=0.2 * s,
         )
 
-    def _original(self, images: torch.Tensor) -> torch.Tensor:
-        """The un-augmented images as float in [0, 1] at the views' size (AIR's z_orig input)."""
-        x = images.float() / 255 if images.dtype == torch.uint8 else images
-        size = self.config.image_size
-        if x.shape[-2:] != (size, size):
-            x = F.interpolate(
-                x, size=(size, size), mode="bilinear", antialias=True, align_corners=False
-            ).clamp_(0, 1)
-        return x
-
     @torch.no_grad()
     def _momentum_update(self) -> None:
         """k <- m k + (1 - m) q over the parameters (official ``_momentum_update_encoder_k``),
@@ -429,7 +419,7 @@ class ACLObjective(Objective):
         )
         parts = [loss, clean_term, adv_term]
         if self.regularized:
-            z_orig = self.clean(self._original(images))  # (B, D), clean branch
+            z_orig = self.clean(original_view(images, cfg.image_size))  # (B, D), clean branch
             sir, air = air_regularizers(z1, z2, z_orig, z1_adv, z2_adv, temperature=cfg.temperature)
             loss = loss + cfg.sir_weight * sir + cfg.air_weight * air
             parts = [loss, clean_term, adv_term, sir, air]

@@ -11,12 +11,11 @@ from pathlib import Path
 from typing import Any, cast
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..attacks import InstanceWiseAttack
-from ..augment import SimCLRAugmentation
+from ..augment import SimCLRAugmentation, original_view
 from ..data import ImageDataset
 from ..layout import PROJECTOR_DIR, TRAIN_CONFIG_NAME
 from ..losses import nt_xent_loss
@@ -300,7 +299,7 @@ class RoCLTrainer(Objective):
             zero = torch.zeros((), device=loss.device)
             return loss, torch.stack((loss, loss, zero)).detach()
         # The image perturbed: t(x) (the original code), or x itself (Table 5's alternative).
-        source = t1 if cfg.attack_source == "augmented" else self._original_view(batch)
+        source = t1 if cfg.attack_source == "augmented" else original_view(batch, cfg.image_size)
         with self._autocast():
             adv = self._step_attack().perturb(source, t2, self.generator)  # t(x)^adv, eq. (4)
         if cfg.regularizer_forward == "separate":
@@ -318,16 +317,6 @@ class RoCLTrainer(Objective):
         )
         loss = contrastive + regularizer / cfg.reg_lambda
         return loss, torch.stack((loss, contrastive, regularizer)).detach()
-
-    def _original_view(self, batch: torch.Tensor) -> torch.Tensor:
-        """x as float in [0, 1] at the views' size: (B, 3, H, W) -> (B, 3, S, S)."""
-        images = batch.float() / 255 if batch.dtype == torch.uint8 else batch
-        size = self.config.image_size
-        if images.shape[-2:] != (size, size):
-            images = F.interpolate(
-                images, size=(size, size), mode="bilinear", antialias=True, align_corners=False
-            ).clamp_(0, 1)
-        return images
 
     # ------------------------------------------------------------------ the loop
     def modules(self) -> dict[str, nn.Module | None]:
