@@ -97,7 +97,9 @@ def _add_field_options(
 ) -> list[str]:
     """An option per field of the config dataclass ``cls`` (but ``skip``), its help the field's
     comment and its shown default ``defaults[name]`` (else the field's). With ``optional`` the
-    option's value is None unless given (the config's own default applies). Returns the names."""
+    option's value is None unless given (the config's own default applies). A tuple field
+    (milestones) takes any number of integers, as a list: the caller makes it a tuple. Returns
+    the names."""
     comments = _field_comments(cls)
     choices = choices or {}
     names = []
@@ -110,15 +112,19 @@ def _add_field_options(
             kind = {"action": argparse.BooleanOptionalAction}
         elif f.name in choices:
             kind = {"choices": choices[f.name]}
-        elif isinstance(default, int):
+        elif isinstance(default, tuple):  # epochs (milestones): none, one or more
+            kind = {"type": int, "nargs": "*", "metavar": "EPOCH"}
+        elif isinstance(default, int) or f.type == "int | None":
             kind = {"type": int}
-        elif isinstance(default, float) or f.name == "grad_clip":
+        elif isinstance(default, float) or f.type == "float | None":
             kind = {"type": _number, "metavar": "X"}
+        tuple_default = isinstance(default, tuple)
+        shown = " ".join(map(str, default)) if tuple_default else _show(default)
         group.add_argument(
             "--" + f.name.replace("_", "-"),
             dest=f.name,
-            default=None if optional else default,
-            help=f"{comments.get(f.name, f.name)} (default: {_show(default)})",
+            default=None if optional else list(default) if tuple_default else default,
+            help=f"{comments.get(f.name, f.name)} (default: {shown})",
             **kind,
         )
         names.append(f.name)

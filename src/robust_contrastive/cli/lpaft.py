@@ -14,7 +14,6 @@ from ._common import (
     _add_field_options,
     _add_run_arguments,
     _command,
-    _field_comments,
     _load_data,
     _subcommand,
     logger,
@@ -81,17 +80,7 @@ def _add_lpaft_config_arguments(parser: argparse.ArgumentParser) -> None:
         "LP-AFT configuration (LPAFTConfig; bool options also take --no-..., numbers also "
         "fractions such as 8/255)"
     )
-    _add_field_options(group, LPAFTConfig, {}, choices=_CHOICES, skip=frozenset({"milestones"}))
-    default = LPAFTConfig.milestones  # the one tuple field: none, one or more epochs
-    group.add_argument(
-        "--milestones",
-        type=int,
-        nargs="*",
-        metavar="EPOCH",
-        default=list(default),
-        help=f"{_field_comments(LPAFTConfig)['milestones']}; none: a constant lr (default: "
-        f"{' '.join(map(str, default))})",
-    )
+    _add_field_options(group, LPAFTConfig, {}, choices=_CHOICES)
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

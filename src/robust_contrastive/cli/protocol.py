@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..layout import CONFIG_NAME, ENCODER_DIR
 from ..protocol_config import (
@@ -16,8 +16,8 @@ from ..protocol_config import (
 )
 from ._common import (
     _add_data_arguments,
+    _add_field_options,
     _command,
-    _field_comments,
     _load_data,
     _number,
     _read_json_object,
@@ -214,25 +214,4 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "protocol configuration (ProtocolConfig; bool options also take --no-..., numbers also "
         "fractions such as 8/255)"
     )
-    comments = _field_comments(ProtocolConfig)
-    for f in dataclasses.fields(ProtocolConfig):
-        default = f.default
-        kind: dict[str, Any] = {"type": str}
-        if isinstance(default, bool):
-            kind = {"action": argparse.BooleanOptionalAction}
-        elif f.name in _CHOICES:
-            kind = {"choices": _CHOICES[f.name]}
-        elif isinstance(default, tuple):
-            kind = {"type": int, "nargs": "+", "metavar": "EPOCH"}
-        elif isinstance(default, int) or f.name in ("n_test_images", "n_autoattack_images"):
-            kind = {"type": int}
-        elif isinstance(default, float):
-            kind = {"type": _number, "metavar": "X"}
-        shown = " ".join(map(str, default)) if isinstance(default, tuple) else _show(default)
-        group.add_argument(
-            "--" + f.name.replace("_", "-"),
-            dest=f.name,
-            default=list(default) if isinstance(default, tuple) else default,
-            help=f"{comments.get(f.name, f.name)} (default: {shown})",
-            **kind,
-        )
+    _add_field_options(group, ProtocolConfig, {}, choices=_CHOICES)

@@ -50,7 +50,7 @@ class LPAFTConfig(FlatConfig):
     epochs: int = 25  # epochs of the fine-tuning: LPAFT.py --epochs 25
     lr: float = 0.1  # the fine-tuning's lr (SGD on every parameter, the head's too): --lr 0.1
     milestones: tuple[int, ...] = (10, 20)  # lr / 10 from these 0-based epochs: LPAFT.py's
-    # MultiStepLR(milestones=[10, 20]) stepped once per epoch
+    # MultiStepLR(milestones=[10, 20]) stepped once per epoch; none: a constant lr
     momentum: float = 0.9  # the fine-tuning's SGD momentum: LPAFT.py optimizer's 0.9
     weight_decay: float = 1e-4  # the fine-tuning's weight decay: LPAFT.py optimizer's 1e-4
     trades_beta: float = 6.0  # beta, the weight of TRADES' KL term: utils.py trades_loss beta=6.0
