@@ -33,8 +33,10 @@ DynACL's / AIR's augmentation-annealing period is scaled to the run's epochs (of
 
 Every stage (a training, one protocol mode of one method) writes its result under ``--out`` and
 is skipped when it exists; trainings resume from their per-epoch checkpoints: rerun the same
-command to continue. Results: ``experiments/results/family_cpu.json`` and ``family_cpu.md``,
-rewritten after every stage (``--quick``: in ``--out``). Run::
+command to continue (a second command on the same ``--out`` is refused while one runs; a
+``--parallel`` lane stops within seconds when its driver is killed). Results:
+``experiments/results/family_cpu.json`` and ``family_cpu.md``, rewritten after every stage
+(``--quick``: in ``--out``). Run::
 
     python experiments/family.py --data ../shared/data/cifar10-train --out runs/family --parallel
 
@@ -55,6 +57,7 @@ import os
 import platform
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -325,6 +328,13 @@ def plan(budget: FamilyBudget, methods: tuple[str, ...]) -> dict[str, dict[str, 
 
 
 # ------------------------------------------------------------------ stages
+def _write_json(path: Path, value: Any) -> None:
+    """Write ``path`` atomically: a run killed while writing leaves the old file whole."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(value, indent=1))
+    tmp.replace(path)
+
+
 class Stages:
     """Named stages whose JSON results are kept in ``out/stages``: done once, then read back.
     Each record holds the stage's wall seconds and process CPU seconds (this process's time:
@@ -354,10 +364,7 @@ class Stages:
             "cpu_seconds": time.process_time() - cpu,
             "result": result,
         }
-        path = self.path(name)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(record, indent=1))
-        tmp.replace(path)
+        _write_json(self.path(name), record)
         logger.info("stage %s: %.0f s (%.0f CPU s)", name, record["seconds"], record["cpu_seconds"])
         return record
 
@@ -667,6 +674,40 @@ def lanes(methods: tuple[str, ...]) -> list[list[str]]:
     return [list(methods[0::2]), list(methods[1::2])]
 
 
+COMMAND_ENV = "FAMILY_COMMAND"  # the driver's arguments, for the lanes' results files
+
+
+def _end_with_driver() -> None:
+    """In a lane: exit as soon as the driver that started it is gone (a session's end kills
+    the driver; an orphaned lane would train on beside the next session's lanes). Checkpoints
+    and stage records are written atomically, so an exit at any point is safe."""
+    driver = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(5)
+            if os.getppid() != driver:
+                logger.warning("the driver (pid %d) is gone: this lane stops", driver)
+                os._exit(1)
+
+    threading.Thread(target=watch, name="driver-watch", daemon=True).start()
+
+
+def _lock_run(out: Path) -> Any:
+    """Hold ``out/.lock`` for this process's life: a second driver on the same run folder is
+    refused (two would train the same checkpoints). No-op where fcntl is missing."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    handle = (out / ".lock").open("a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        raise SystemExit(f"another family.py runs on {out} (it holds {out / '.lock'})") from None
+    return handle
+
+
 def run_lanes(argv: list[str], out: Path, methods: tuple[str, ...]) -> None:
     logs = out / "logs"
     logs.mkdir(exist_ok=True)
@@ -679,6 +720,7 @@ def run_lanes(argv: list[str], out: Path, methods: tuple[str, ...]) -> None:
         if not skip and arg != "--parallel":
             kept.append(arg)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env[COMMAND_ENV] = json.dumps(argv)
     children = []
     for lane in lanes(methods):
         if not lane:
@@ -703,10 +745,26 @@ def run_lanes(argv: list[str], out: Path, methods: tuple[str, ...]) -> None:
         raise SystemExit(f"lanes failed: {', '.join(failed)}; rerun the same command to resume")
 
 
+def shown_methods(out: Path, methods: tuple[str, ...], *, record: bool) -> tuple[str, ...]:
+    """Every method this run folder has run (``out/methods.json``) and ``methods``, in METHODS'
+    order: the results show them all, the other lane's included, and a later run of a few
+    methods does not drop the others. ``record``: write them back (the driver, not a lane)."""
+    methods_file = out / "methods.json"
+    before = json.loads(methods_file.read_text()) if methods_file.exists() else []
+    shown = tuple(m for m in METHODS if m in before or m in methods)
+    if record:
+        _write_json(methods_file, list(shown))
+    return shown
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.lane:
+        _end_with_driver()
+    else:
+        lock = _lock_run(out)  # noqa: F841 (held until the process ends)
     handlers: list[logging.Handler] = [logging.StreamHandler()]
     if not args.lane:
         handlers.append(logging.FileHandler(out / "family.log"))
@@ -726,10 +784,6 @@ def main(argv: list[str] | None = None) -> int:
             budget = replace(budget, **{name: getattr(args, option)})
     methods = tuple(args.methods) if args.methods else METHODS
     modes = tuple(args.modes) if args.modes else MODES
-    methods_file = out / "methods.json"  # the whole run's methods: the lanes' tables show all
-    if not args.lane:
-        methods_file.write_text(json.dumps(list(methods)))
-    shown = tuple(json.loads(methods_file.read_text())) if methods_file.exists() else methods
     autoattack = not args.no_autoattack and not args.quick
     if autoattack:
         try:
@@ -740,6 +794,8 @@ def main(argv: list[str] | None = None) -> int:
                 "(or pass --no-autoattack)"
             ) from None
     argv_list = argv if argv is not None else sys.argv[1:]
+    if args.lane and COMMAND_ENV in os.environ:  # the results name the driver's command
+        argv_list = json.loads(os.environ[COMMAND_ENV])
 
     # AutoAttack runs on the model a protocol stage trains: decided once per run folder
     recorded = json.loads(json.dumps(asdict(budget))) | {"autoattack": autoattack}
@@ -750,14 +806,15 @@ def main(argv: list[str] | None = None) -> int:
             "included): pass the same options to resume, or another --out"
         )
     if not args.lane:
-        budget_file.write_text(json.dumps(recorded, indent=1))
+        _write_json(budget_file, recorded)
+    shown = shown_methods(out, methods, record=not args.lane)
 
     plan_file = out / "plan.json"  # the unit counts, once (the lanes read them)
     if plan_file.exists():
         rows = json.loads(plan_file.read_text())
     else:
         rows = plan(budget, METHODS)
-        plan_file.write_text(json.dumps(rows, indent=1))
+        _write_json(plan_file, rows)
     data = load_data(args.data, budget, args.quick)
     results_dir = args.results or (out if args.quick else RESULTS_DIR)
     stem = "family_cpu_quick" if args.quick else "family_cpu"
@@ -772,8 +829,8 @@ def main(argv: list[str] | None = None) -> int:
             "processor": platform.processor(),
             "cpu_count": os.cpu_count(),
             "torch": torch.__version__,
-            "threads": 1 if args.parallel else torch.get_num_threads(),
-            "parallel": args.parallel,
+            "threads": 1 if args.parallel or args.lane else torch.get_num_threads(),
+            "parallel": args.parallel or args.lane,
         },
         "autoattack": autoattack,
         "training": {},

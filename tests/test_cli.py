@@ -706,9 +706,13 @@ def test_train_method_deacl(
         (["--method", "deacl"], "--method deacl needs --teacher"),
         (["--teacher", "x"], "--teacher is DeACL's"),
         (["--method", "deacl", "--simclr", "--teacher", "x"], "--simclr is --method simclr"),
+        (["--method", "rocl", "--simclr"], "--simclr is --method simclr"),
         (["--method", "deacl", "--teacher", "x", "--lars"], "--lars is not a setting of"),
         (["--weight", "2"], "--weight is not a setting of --method rocl"),
         (["--method", "simclr", "--student-init", "scratch"], "--student-init is not a setting"),
+        (["--method", "simclr", "--adversarial"], "--adversarial is RoCL's"),
+        (["--simclr", "--adversarial"], "--adversarial is RoCL's"),
+        (["--method", "acl", "--reweight", "dynamic"], "invalid choice: 'dynamic'"),
     ],
 )
 def test_train_method_option_errors(
@@ -723,6 +727,34 @@ def test_train_method_option_errors(
         main(["train", "--data", str(image_folder), "--out", str(out), *extra])
     assert message in capsys.readouterr().err
     assert not out.exists()  # refused before anything is written
+
+
+@pytest.mark.parametrize(
+    ("method", "saved", "message"),
+    [
+        ("rocl", "acl_config.json", "a run of --method acl / dynacl / air"),
+        ("acl", "train_config.json", "a run of --method rocl / simclr"),
+        ("deacl", "acl_config.json", "a run of --method acl / dynacl / air"),
+    ],
+)
+def test_train_resume_refuses_another_methods_run(
+    tmp_path: Path,
+    image_folder: Path,
+    capsys: pytest.CaptureFixture[str],
+    method: str,
+    saved: str,
+    message: str,
+) -> None:
+    out = tmp_path / "run"
+    (out / "checkpoints").mkdir(parents=True)
+    (out / "checkpoints" / "last.pt").write_bytes(b"")
+    (out / saved).write_text("{}")
+    teacher = ["--teacher", "x"] if method == "deacl" else []
+    with pytest.raises(SystemExit):
+        main(["train", "--method", method, *teacher, "--data", str(image_folder), "--out",
+              str(out), "--resume"])  # fmt: skip
+    assert message in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == sorted(["checkpoints", saved])  # no write
 
 
 def test_train_method_simclr_is_the_simclr_flag(tmp_path: Path, image_folder: Path) -> None:

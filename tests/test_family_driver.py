@@ -44,3 +44,22 @@ def test_table_marks_what_has_not_run() -> None:
     assert lines[2].startswith("| rocl | 384 | 16 | 10.00 | 37.9 | 17.2 | - | not run |")
     assert lines[3].startswith("| at | - | 21 | not run | n/a |")
     assert lines[3].endswith("| not run | not run | not run |")
+
+
+def test_the_results_keep_every_method_the_run_folder_has_run(tmp_path: Path) -> None:
+    assert family.shown_methods(tmp_path, ("deacl", "rocl"), record=True) == ("rocl", "deacl")
+    # a later run of one method (or a lane) keeps the others in the results
+    assert family.shown_methods(tmp_path, ("at",), record=False) == ("rocl", "deacl", "at")
+    assert family.shown_methods(tmp_path, ("simclr",), record=True) == ("rocl", "simclr", "deacl")
+    assert family.shown_methods(tmp_path, ("rocl",), record=False) == ("rocl", "simclr", "deacl")
+
+
+def test_a_second_driver_on_the_same_run_folder_is_refused(tmp_path: Path) -> None:
+    pytest.importorskip("fcntl")
+    held = family._lock_run(tmp_path)
+    try:
+        with pytest.raises(SystemExit, match="another family"):
+            family._lock_run(tmp_path)
+    finally:
+        held.close()
+    family._lock_run(tmp_path).close()  # free again once the first is gone

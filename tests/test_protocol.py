@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -246,5 +247,11 @@ def test_autoattack_on_its_own_subset_of_the_test_images(encoder: RoCLEncoder) -
     assert row.autoattack_accuracy is not None
     assert row.autoattack_accuracy * 4 == round(row.autoattack_accuracy * 4)  # of 4 images
     assert "(on 4)" in result.to_markdown()
+    # Never more AutoAttack images than PGD's: its subset lies within theirs.
+    config = replace(config, n_test_images=4, n_autoattack_images=6)
+    result = evaluate_protocol(encoder, train, None, test, modes=("slf",), config=config,
+                               progress=False)  # fmt: skip
+    assert (result.row("slf").n_test, result.row("slf").n_autoattack) == (4, 4)
+    assert "(on " not in result.to_markdown()
     with pytest.raises(ValueError, match="n_autoattack_images"):
         _tiny_config(n_autoattack_images=0)

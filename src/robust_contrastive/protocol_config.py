@@ -64,7 +64,7 @@ class ProtocolConfig(FlatConfig):
     n_test_images: int | None = None  # evaluate a seeded random subset of the test images
     # (default: all)
     n_autoattack_images: int | None = None  # run AutoAttack on a seeded random subset of this
-    # many of them (AutoAttack costs far more than PGD-20); default: the same images as PGD-20
+    # many of them, within PGD-20's (AutoAttack costs far more); default: PGD-20's images
     sanity_checks: bool = True  # gradient-masking checks of evaluate_robustness on each model
     seed: int = 0  # seeds every head, data order, augmentation and attack start
     device: str = "auto"  # "auto" = cuda if available else cpu; or any torch device string

@@ -270,10 +270,12 @@ def _write_split(
 
 
 def _paragraphs(text: str) -> str:
-    """``text``'s paragraphs (separated by blank lines) re-wrapped as argparse wraps help."""
+    """``text``'s paragraphs (separated by blank lines) re-wrapped to the help's width, never at
+    a hyphen (option names stay whole)."""
     width = max(min(shutil.get_terminal_size().columns - 2, 88), 40)
     return "\n\n".join(
-        textwrap.fill(" ".join(paragraph.split()), width) for paragraph in text.split("\n\n")
+        textwrap.fill(" ".join(paragraph.split()), width, break_on_hyphens=False)
+        for paragraph in text.split("\n\n")
     )
 
 

@@ -140,7 +140,7 @@ def _cmd_protocol(args: argparse.Namespace) -> int:
     n_test = min(config.n_test_images or len(test), len(test))
     auto = "AutoAttack standard" if config.autoattack else "no AutoAttack"
     if config.autoattack and config.n_autoattack_images is not None:
-        auto += f" on {min(config.n_autoattack_images, len(test))} of them"
+        auto += f" on {min(config.n_autoattack_images, n_test)} of them"
     decays = [m for m in config.milestones if m < config.epochs]
     schedule = f"lr x0.1 from {', '.join(map(str, decays))}" if decays else "a constant lr"
     caption = (

@@ -13,9 +13,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from ..training.acl_config import METHOD_DEFAULTS, ACLConfig
+from ..layout import CHECKPOINT_DIR, LAST_CHECKPOINT, TRAIN_CONFIG_NAME
+from ..training.acl_config import (
+    ACL_CONFIG_NAME,
+    ACL_REWEIGHTS,
+    ACL_SCHEDULES,
+    METHOD_DEFAULTS,
+    ACLConfig,
+)
 from ..training.config import FlatConfig
-from ..training.deacl_config import DeACLConfig
+from ..training.deacl_config import DEACL_CONFIG_NAME, STUDENT_INITS, DeACLConfig
 from ._common import (
     _add_config_arguments,
     _add_data_arguments,
@@ -23,6 +30,7 @@ from ._common import (
     _add_run_arguments,
     _command,
     _load_data,
+    _paragraphs,
     _refuse_existing_runs,
     _run_config,
     _show,
@@ -55,6 +63,19 @@ METHOD_CONFIGS: dict[str, tuple[Any, str]] = {  # (a FlatConfig dataclass, title
 }
 # Fields that are no options: ACLConfig's method is --method.
 _NOT_OPTIONS = frozenset({"method"})
+# The string settings of the method configs that take one of a few values.
+_METHOD_CHOICES = {
+    "reweight": ACL_REWEIGHTS,
+    "lr_schedule": ACL_SCHEDULES,
+    "student_init": STUDENT_INITS,
+}
+# The settings file each method's run writes into OUT (a resume must find its own).
+_CONFIG_FILES = {
+    "rocl": TRAIN_CONFIG_NAME,
+    "simclr": TRAIN_CONFIG_NAME,
+    **dict.fromkeys(("acl", "dynacl", "air"), ACL_CONFIG_NAME),
+    "deacl": DEACL_CONFIG_NAME,
+}
 DEFAULT_TEACHER_HINT = "simclr-resnet18-w16-cifar10-cpu"
 
 
@@ -93,11 +114,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _method(args: argparse.Namespace) -> str:
     """The --method, with --simclr as its old spelling; a clear error for mismatched options."""
-    method: str = args.method
-    if args.simclr:
-        if method not in ("rocl", "simclr"):
-            raise ValueError(f"--simclr is --method simclr: it cannot go with --method {method}.")
-        method = "simclr"
+    method: str = args.method or ("simclr" if args.simclr else "rocl")  # None: not given
+    if args.simclr and method != "simclr":
+        raise ValueError(f"--simclr is --method simclr: it cannot go with --method {method}.")
     if args.teacher is not None and method != "deacl":
         raise ValueError(f"--teacher is DeACL's (--method deacl), not --method {method}'s.")
     if method == "deacl" and args.teacher is None:
@@ -105,7 +124,26 @@ def _method(args: argparse.Namespace) -> str:
             "--method deacl needs --teacher: the stage-1 standard encoder (a folder of "
             f"`robust-contrastive train --method simclr`, or e.g. {DEFAULT_TEACHER_HINT!r})."
         )
+    if method == "simclr" and args.adversarial:
+        raise ValueError("--adversarial is RoCL's: --method simclr (--simclr) has no attack.")
     return method
+
+
+def _refuse_another_methods_run(args: argparse.Namespace, out: Path, method: str) -> None:
+    """ValueError when ``--resume`` finds in OUT the checkpoint of another kind of method's run
+    (its settings file is not ``method``'s)."""
+    own = _CONFIG_FILES[method]
+    if not args.resume or not (out / CHECKPOINT_DIR / LAST_CHECKPOINT).exists():
+        return
+    if (out / own).exists():
+        return
+    others = sorted({name for name in _CONFIG_FILES.values() if (out / name).exists()})
+    if others:
+        methods = [m for m, name in _CONFIG_FILES.items() if name == others[0]]
+        raise ValueError(
+            f"{out} holds a run of --method {' / '.join(methods)} ({out / others[0]}), not of "
+            f"--method {method}: resume it with its own --method, or pick another --out."
+        )
 
 
 def _split(args: argparse.Namespace, seed: int) -> tuple[ImageDataset, Any]:
@@ -125,6 +163,7 @@ def _train_rocl(args: argparse.Namespace, *, simclr: bool) -> int:
     out = Path(args.out)
     _reject_options(args, "simclr" if simclr else "rocl", set(args.train_config_fields))
     config = _run_config(args, out)
+    _refuse_another_methods_run(args, out, "simclr" if simclr else "rocl")
     if simclr:
         config = dataclasses.replace(config, adversarial=False)
     # Under torchrun (WORLD_SIZE > 1): one process per GPU (or CPU worker), DDP; rank 0 alone
@@ -148,7 +187,7 @@ def _train_rocl(args: argparse.Namespace, *, simclr: bool) -> int:
             _write_split(out, args.data, config.seed, *split, val_per_class=args.val_per_class)
     if not main_process:
         return 0
-    _report("SimCLR" if simclr else "RoCL", len(train_set), seconds, result, out)
+    _report("RoCL" if config.adversarial else "SimCLR", len(train_set), seconds, result, out)
     print(f"projector: {out / 'projector'}  (ProjectionHead.from_pretrained(...))")
     return 0
 
@@ -184,6 +223,7 @@ def _train_method(args: argparse.Namespace, method: str) -> int:
     out = Path(args.out)
     config = _method_config(args, method)
     _refuse_existing_runs(args, out)
+    _refuse_another_methods_run(args, out, method)
     seed = int(config.to_dict()["seed"])  # every method config has a seed
     train_set, split = _split(args, seed)
     logger.info("training %s on %d images (%s) into %s", method, len(train_set), args.data, out)
@@ -236,7 +276,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     train.add_argument(
         "--method",
         choices=tuple(METHODS),
-        default="rocl",
+        default=None,  # rocl, or simclr with --simclr (an explicit --method rocl refuses it)
         help="; ".join(f"{name}: {what}" for name, what in METHODS.items()) + " (default: rocl)",
     )
     train.add_argument("--simclr", action="store_true", help="the same as --method simclr")
@@ -260,11 +300,18 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
             )
         group = train.add_argument_group(
             title,
-            "its own options below, and these of the above with its own defaults: "
-            + ", ".join(f"--{f.name.replace('_', '-')} {_show(f.default)}" for f in common)
-            + changes,
+            _paragraphs(  # wrapped here: the command's help formatter keeps text as written
+                "its own options below, and these of the above with its own defaults: "
+                + ", ".join(f"--{f.name.replace('_', '-')} {_show(f.default)}" for f in common)
+                + changes
+            ),
         )
         names += _add_field_options(
-            group, cls, {}, optional=True, skip=frozenset(names) | _NOT_OPTIONS
+            group,
+            cls,
+            {},
+            choices=_METHOD_CHOICES,
+            optional=True,
+            skip=frozenset(names) | _NOT_OPTIONS,
         )
     train.set_defaults(train_config_fields=tuple(shared), config_fields=tuple(names))

@@ -306,7 +306,14 @@ def evaluate_protocol(
     )
     threats: list[str | Threat] = [pgd]
     auto_threat = Threat(name="autoattack-linf", norm="linf", eps=config.eps, attack="autoattack")
-    separate_auto = config.autoattack and config.n_autoattack_images is not None
+    # AutoAttack on its own seeded subset only when smaller than PGD's: the first n of the same
+    # seeded permutation, so its images are among PGD's (never more images than PGD scores)
+    n_test = min(config.n_test_images or len(test), len(test))
+    separate_auto = (
+        config.autoattack
+        and config.n_autoattack_images is not None
+        and config.n_autoattack_images < n_test
+    )
     if config.autoattack and not separate_auto:
         threats.append(auto_threat)
     result = ProtocolResult(rows=[], config=config.to_dict())

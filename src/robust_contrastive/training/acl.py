@@ -35,7 +35,7 @@ from ..losses import nt_xent_loss
 from ..models import RoCLEncoder
 from ..models.dual_bn import BranchView, collapse_dual_bn, convert_dual_bn, has_dual_bn
 from ..validation import check_training_images
-from .acl_config import ACLConfig
+from .acl_config import ACL_CONFIG_NAME, ACLConfig
 from .loop import FitResult, Objective, TrainingLoop, steps_per_epoch
 from .optim import LARS
 from .trainer import resolve_device
@@ -58,7 +58,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-ACL_CONFIG_NAME = "acl_config.json"  # the run's settings in out_dir
 # The official models' NormalizeByChannelMeanStd (models/resnet_multi_bn.py of ACL and DynACL).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

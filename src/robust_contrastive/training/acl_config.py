@@ -25,6 +25,7 @@ __all__ = [
     "ACLConfig",
 ]
 
+ACL_CONFIG_NAME = "acl_config.json"  # the run's settings in out_dir
 ACL_METHODS: tuple[str, ...] = ("acl", "dynacl", "air")
 # How the clean / adversarial terms are re-weighted over training (see ACLConfig.reweight).
 ACL_REWEIGHTS: tuple[str, ...] = ("none", "dynacl", "strength")
